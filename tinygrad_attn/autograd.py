@@ -1,0 +1,198 @@
+"""The graph: Function (one node per op application), grad mode, and the backward walk.
+
+Every primitive op is a `Function` subclass with `forward` (backend arrays in, one
+array out) and `backward` (the output's gradient as a Tensor in, one gradient per
+input out), written next to each other in `ops/`. Because `backward` is written
+with Tensor operations, running it with grad mode on records a graph of the
+gradient itself: that is all `create_graph=True` needs for higher-order gradients.
+"""
+from __future__ import annotations
+
+import weakref
+from contextlib import contextmanager
+
+from .errors import DeviceError, GraphError
+
+_grad_enabled = True
+
+
+def is_grad_enabled() -> bool:
+    return _grad_enabled
+
+
+@contextmanager
+def _grad_mode(enabled: bool):
+    global _grad_enabled
+    previous, _grad_enabled = _grad_enabled, enabled
+    try:
+        yield
+    finally:
+        _grad_enabled = previous
+
+
+def no_grad():
+    """Context manager (and decorator) in which ops record no graph."""
+    return _grad_mode(False)
+
+
+def enable_grad():
+    """Context manager that turns graph recording back on inside `no_grad`."""
+    return _grad_mode(True)
+
+
+class Function:
+    """One application of a primitive op: remembers its inputs for backward.
+
+    Subclasses define `forward(self, *arrays, **params) -> array` and
+    `backward(self, grad) -> tuple of (Tensor | None)`, one entry per input.
+    `self.inputs` are the input Tensors (their values serve as the saved
+    tensors), `self.output` the output Tensor, `self.xp` the array namespace.
+    Ops whose backward uses plain arrays set `once_differentiable = True`:
+    asking for their second derivative raises a clear error instead of a wrong answer.
+    """
+
+    once_differentiable = False
+
+    @classmethod
+    def apply(cls, *inputs, **params):
+        from .tensor import Tensor
+
+        first = inputs[0]
+        device = first.device
+        for t in inputs:
+            if t.device != device:
+                raise DeviceError(
+                    f"{cls.op_name()}: tensors on different devices: "
+                    + ", ".join(f"{tuple(i.shape)} on {i.device}" for i in inputs)
+                    + "; move them with .to(device) first"
+                )
+        fn = cls()
+        fn.backend = first._backend()
+        fn.xp = fn.backend.xp
+        fn.saved = None
+        data = fn.forward(*[t.data for t in inputs], **params)
+        requires_grad = _grad_enabled and any(t.requires_grad for t in inputs)
+        if requires_grad and data.dtype.kind != "f" and str(data.dtype) != "bfloat16":
+            requires_grad = False  # e.g. a cast to int: nothing to differentiate
+        out = Tensor._make(data, getattr(fn, "out_device", device), requires_grad)
+        if requires_grad:
+            fn.inputs = inputs
+            out._ctx = fn
+            fn._output_ref = weakref.ref(out)
+        return out
+
+    @classmethod
+    def op_name(cls) -> str:
+        return cls.__name__.lower()
+
+    @property
+    def output(self):
+        """The output Tensor (held weakly, so the graph has no reference cycle)."""
+        return self._output_ref()
+
+    def forward(self, *arrays, **params):
+        raise NotImplementedError(f"{type(self).__name__} defines no forward")
+
+    def backward(self, grad):
+        raise NotImplementedError(f"{type(self).__name__} defines no backward")
+
+    def release(self) -> None:
+        """Free what backward needed; a later backward through here fails loudly."""
+        self.inputs = None
+        self.saved = None
+
+
+def _topological_order(roots):
+    """Tensors that need gradients, each after every tensor computed from it (outputs first).
+
+    Iterative depth-first search: a 10,000-op chain must not hit the recursion limit.
+    """
+    order, visited = [], set()
+    stack = [(root, False) for root in reversed(roots)]
+    while stack:
+        tensor, expanded = stack.pop()
+        if expanded:
+            order.append(tensor)  # post-order: after everything it depends on
+            continue
+        if id(tensor) in visited:
+            continue
+        visited.add(id(tensor))
+        stack.append((tensor, True))
+        ctx = tensor._ctx
+        if ctx is None:
+            continue
+        if ctx.inputs is None:
+            raise GraphError(
+                f"backward through the graph a second time: the graph of {ctx.op_name()} was freed "
+                "by the first backward; pass retain_graph=True to the first call if you need to "
+                "backpropagate twice"
+            )
+        for parent in ctx.inputs:
+            if parent.requires_grad and id(parent) not in visited:
+                stack.append((parent, False))
+    order.reverse()
+    return order
+
+
+def _unbroadcast(grad, shape):
+    """Sum a gradient back to the shape of the input it belongs to (undoes broadcasting)."""
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    axes = tuple(range(extra)) + tuple(
+        extra + i for i, n in enumerate(shape) if n == 1 and grad.shape[extra + i] != 1
+    )
+    summed = grad.sum(axis=axes, keepdims=True) if axes else grad
+    return summed.reshape(shape)
+
+
+def run_backward(roots, root_grads, *, retain_graph=False, create_graph=False, inputs=None):
+    """Propagate `root_grads` from `roots` back through the graph.
+
+    With `inputs=None` the gradients accumulate into the `.grad` of leaves (and of
+    tensors that called `retain_grad()`); otherwise the gradients of `inputs` are
+    returned in order and no `.grad` is touched (that is `tinygrad_attn.grad`).
+    """
+    wanted = None if inputs is None else {id(t): i for i, t in enumerate(inputs)}
+    found = [None] * (0 if inputs is None else len(inputs))
+    order = _topological_order(roots)
+    grads = {}
+    for root, g in zip(roots, root_grads):
+        _accumulate(grads, root, g)
+    with _grad_mode(create_graph):
+        for tensor in order:
+            g = grads.pop(id(tensor), None)
+            if g is None:
+                continue
+            for hook in tensor._hooks or ():
+                replaced = hook(g)
+                if replaced is not None:
+                    g = replaced
+            if wanted is not None and id(tensor) in wanted:
+                found[wanted[id(tensor)]] = g
+            elif wanted is None and (tensor._ctx is None or tensor._retains_grad):
+                tensor._store_grad(g if create_graph else g.detach())
+            ctx = tensor._ctx
+            if ctx is None:
+                continue
+            if create_graph and ctx.once_differentiable:
+                raise GraphError(
+                    f"{ctx.op_name()} is once-differentiable: its backward is fused and cannot be "
+                    "differentiated again; use its composite form for higher-order gradients"
+                )
+            input_grads = ctx.backward(g)
+            for parent, pg in zip(ctx.inputs, input_grads):
+                if pg is None or not parent.requires_grad:
+                    continue
+                if pg.shape != parent.shape:
+                    pg = _unbroadcast(pg, parent.shape)
+                _accumulate(grads, parent, pg)
+            if not retain_graph:
+                ctx.release()
+    return found
+
+
+def _accumulate(grads, tensor, g):
+    previous = grads.get(id(tensor))
+    # out of place: `g` may be the very array another input's gradient also uses
+    grads[id(tensor)] = g if previous is None else previous + g

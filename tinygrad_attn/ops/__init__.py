@@ -1,0 +1,8 @@
+"""The primitive ops: each a Function with its forward and backward side by side.
+
+elementwise.py  arithmetic, unary math, activations, where/masked_fill/clip
+reduce.py       sum, max, logsumexp
+shape.py        reshape, permute, expand, cat, getitem and its adjoint scatter
+linalg.py       matmul
+nn.py           softmax, log_softmax, cross_entropy, layer_norm (fused)
+"""

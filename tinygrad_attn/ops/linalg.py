@@ -1,0 +1,22 @@
+"""Matrix product of operands with at least 2 dims; batch dims broadcast (the walk sums them back)."""
+from ..autograd import Function
+
+
+class MatMul(Function):
+    def forward(self, a, b):
+        if a.ndim > 2 and b.ndim == 2:
+            # (..., K) @ (K, N) as one large GEMM instead of a loop of small ones
+            return self.xp.matmul(a.reshape(-1, a.shape[-1]), b).reshape(a.shape[:-1] + b.shape[-1:])
+        return self.xp.matmul(a, b)
+
+    def backward(self, g):
+        a, b = self.inputs
+        ga = g @ b.swapaxes(-1, -2) if a.requires_grad else None
+        if not b.requires_grad:
+            gb = None
+        elif a.ndim > 2 and b.ndim == 2:
+            # sum over the batch inside one GEMM rather than materializing a gradient per batch item
+            gb = a.reshape(-1, a.shape[-1]).swapaxes(0, 1) @ g.reshape(-1, g.shape[-1])
+        else:
+            gb = a.swapaxes(-1, -2) @ g
+        return ga, gb

@@ -1,0 +1,151 @@
+"""Fused neural-network ops: softmax, log_softmax, cross_entropy, layer_norm.
+
+Each computes in one pass what the composite of primitives would do in several,
+and keeps the max-subtraction that makes it finite for logits of +-1e4.
+"""
+from ..autograd import Function, is_grad_enabled
+from .elementwise import const
+
+
+class Softmax(Function):
+    """softmax over `axis`; with a boolean `mask` (True = keep), masked entries get 0.
+
+    A row with every entry masked gives all zeros (and zero gradient), not NaN.
+    """
+
+    def forward(self, a, axis, mask=None):
+        xp = self.xp
+        self.axis = axis
+        if mask is not None:
+            a = xp.where(mask, a, xp.asarray(-xp.inf, dtype=a.dtype))
+        m = xp.max(a, axis=axis, keepdims=True)
+        if mask is not None:
+            m = xp.where(xp.isfinite(m), m, xp.asarray(0, dtype=a.dtype))
+        e = xp.exp(a - m)
+        s = xp.sum(e, axis=axis, keepdims=True)
+        if mask is not None:
+            s = xp.where(s > 0, s, xp.asarray(1, dtype=a.dtype))  # empty rows: 0 / 1 = 0
+        e /= s
+        return e
+
+    def backward(self, g):
+        y = self.output
+        return (y * (g - (g * y).sum(axis=self.axis, keepdims=True)),)
+
+
+class LogSoftmax(Function):
+    def forward(self, a, axis):
+        xp = self.xp
+        self.axis = axis
+        m = xp.max(a, axis=axis, keepdims=True)
+        shifted = a - m
+        shifted -= xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
+        return shifted
+
+    def backward(self, g):
+        y = self.output
+        return (g - y.exp() * g.sum(axis=self.axis, keepdims=True),)
+
+
+class CrossEntropy(Function):
+    """Mean (or sum, or per-position) negative log-likelihood of integer targets, from logits.
+
+    logits (..., C), targets (...). Positions whose target is `ignore_index` count for
+    nothing, and the mean is over the counted positions. With label smoothing eps the
+    target distribution is (1 - eps) one-hot + eps / C. The gradient is
+    (softmax(logits) - target distribution) * weight, computed from saved probabilities.
+    """
+
+    def forward(self, logits, targets, ignore_index, label_smoothing, reduction):
+        xp = self.xp
+        C = logits.shape[-1]
+        self.reduction, self.eps = reduction, label_smoothing
+        valid = targets != ignore_index
+        safe_targets = xp.where(valid, targets, 0)
+        m = xp.max(logits, axis=-1, keepdims=True)
+        e = xp.exp(logits - m)
+        s = xp.sum(e, axis=-1, keepdims=True)
+        lse = (xp.log(s) + m)[..., 0]
+        picked = xp.take_along_axis(logits, safe_targets[..., None], axis=-1)[..., 0]
+        loss = lse - picked
+        if label_smoothing:
+            loss = (1 - label_smoothing) * loss + label_smoothing * (lse - xp.mean(logits, axis=-1))
+        loss = xp.where(valid, loss, xp.asarray(0, dtype=logits.dtype))
+        e /= s
+        self.saved = (e, safe_targets, valid)
+        if reduction == "none":
+            return loss
+        total = xp.sum(loss)
+        if reduction == "sum":
+            return total
+        self.count = int(xp.sum(valid))
+        return total / max(self.count, 1)
+
+    def backward(self, g):
+        xp = self.xp
+        probs, targets, valid = self.saved
+        logits = self.inputs[0]
+        C = probs.shape[-1]
+        # when differentiating twice the probabilities must be a function of the logits
+        p = logits.softmax(-1) if is_grad_enabled() else const(g, probs)
+        onehot = xp.zeros(probs.shape, dtype=probs.dtype)
+        xp.put_along_axis(onehot, targets[..., None], 1, axis=-1)
+        target_dist = (1 - self.eps) * onehot + self.eps / C
+        weight = valid.astype(probs.dtype)[..., None]
+        if self.reduction == "mean":
+            weight = weight / max(self.count, 1)
+        if self.reduction == "none":
+            g = g.reshape(g.shape + (1,))
+        return (g * (p - const(g, target_dist)) * const(g, weight), None)
+
+
+class LayerNorm(Function):
+    """(x - mean) / sqrt(var + eps) * weight + bias over the last axis, forward and backward fused.
+
+    Once-differentiable: backward works on saved arrays. `F.layer_norm(..., fused=False)`
+    builds the same function from primitives for higher-order gradients.
+    """
+
+    once_differentiable = True
+
+    def forward(self, x, weight, bias, eps):
+        xp = self.xp
+        mean = xp.mean(x, axis=-1, keepdims=True)
+        centered = x - mean
+        var = xp.mean(centered * centered, axis=-1, keepdims=True)
+        rstd = 1.0 / xp.sqrt(var + eps)
+        xhat = centered * rstd
+        self.saved = (xhat, rstd)
+        return xhat * weight + bias
+
+    def backward(self, g):
+        xp = self.xp
+        xhat, rstd = self.saved
+        x, weight, bias = self.inputs
+        gd = g.data
+        lead = tuple(range(gd.ndim - 1))
+        gx = None
+        if x.requires_grad:
+            gxhat = gd * weight.data
+            gx = rstd * (gxhat - xp.mean(gxhat, axis=-1, keepdims=True)
+                         - xhat * xp.mean(gxhat * xhat, axis=-1, keepdims=True))
+            gx = const(g, gx)
+        gw = const(g, xp.sum(gd * xhat, axis=lead)) if weight.requires_grad else None
+        gb = const(g, xp.sum(gd, axis=lead)) if bias.requires_grad else None
+        return gx, gw, gb
+
+
+class Embedding(Function):
+    """Rows of a weight matrix picked by integer ids; the gradient is scatter-added back
+    (ids that repeat accumulate), and the `padding_idx` row gets none."""
+
+    def forward(self, weight, ids, padding_idx):
+        self.ids, self.padding_idx = ids, padding_idx
+        return weight[ids]
+
+    def backward(self, g):
+        from .shape import ScatterAdd
+        if self.padding_idx is not None:
+            keep = (self.ids != self.padding_idx).astype(g.dtype)[..., None]
+            g = g * const(g, keep)
+        return (ScatterAdd.apply(g, index=(self.ids,), shape=self.inputs[0].shape),)

@@ -1,0 +1,58 @@
+"""Reductions over any axes. `axis` is already normalized to a tuple of non-negative ints."""
+from ..autograd import Function
+from .elementwise import const
+
+
+def _kept_shape(shape, axis):
+    """The shape of the reduced result with keepdims=True."""
+    return tuple(1 if i in axis else n for i, n in enumerate(shape))
+
+
+def _expand_back(g, in_shape, axis, keepdims):
+    """Bring a reduced gradient back to the input's shape."""
+    if not keepdims:
+        g = g.reshape(_kept_shape(in_shape, axis))
+    return g.expand(in_shape)
+
+
+class Sum(Function):
+    def forward(self, a, axis, keepdims):
+        self.axis, self.keepdims = axis, keepdims
+        return self.xp.sum(a, axis=axis, keepdims=keepdims)
+
+    def backward(self, g):
+        return (_expand_back(g, self.inputs[0].shape, self.axis, self.keepdims),)
+
+
+class Max(Function):
+    """Max over axes. Tie rule: the gradient is shared evenly among all maximal elements."""
+
+    def forward(self, a, axis, keepdims):
+        self.axis, self.keepdims = axis, keepdims
+        return self.xp.max(a, axis=axis, keepdims=keepdims)
+
+    def backward(self, g):
+        a = self.inputs[0]
+        xp = self.xp
+        kept = _kept_shape(a.shape, self.axis)
+        is_max = (a.data == xp.reshape(self.output.data, kept)).astype(g.dtype)
+        share = is_max / xp.sum(is_max, axis=self.axis, keepdims=True)
+        return (_expand_back(g, a.shape, self.axis, self.keepdims) * const(g, share),)
+
+
+class LogSumExp(Function):
+    """log(sum(exp(a))) over axes, computed after subtracting the max so it stays finite."""
+
+    def forward(self, a, axis, keepdims):
+        xp = self.xp
+        self.axis, self.keepdims = axis, keepdims
+        m = xp.max(a, axis=axis, keepdims=True)
+        m = xp.where(xp.isfinite(m), m, 0)  # rows of -inf give -inf, not NaN
+        out = xp.log(xp.sum(xp.exp(a - m), axis=axis, keepdims=True)) + m
+        return out if keepdims else xp.reshape(out, tuple(n for i, n in enumerate(out.shape) if i not in axis))
+
+    def backward(self, g):
+        a = self.inputs[0]
+        kept = _kept_shape(a.shape, self.axis)
+        softmax = (a - self.output.reshape(kept)).exp()
+        return (_expand_back(g, a.shape, self.axis, self.keepdims) * softmax,)

@@ -1,0 +1,79 @@
+"""Shape ops: they move or copy values, so their backward moves the gradient back."""
+from ..autograd import Function
+
+
+class Reshape(Function):
+    def forward(self, a, shape):
+        return self.xp.reshape(a, shape)
+
+    def backward(self, g):
+        return (g.reshape(self.inputs[0].shape),)
+
+
+class Permute(Function):
+    def forward(self, a, axes):
+        self.axes = axes
+        return self.xp.transpose(a, axes)
+
+    def backward(self, g):
+        inverse = [0] * len(self.axes)
+        for i, ax in enumerate(self.axes):
+            inverse[ax] = i
+        return (g.permute(*inverse),)
+
+
+class Expand(Function):
+    """Broadcast to a larger shape (a view); the walk sums the gradient back."""
+
+    def forward(self, a, shape):
+        return self.xp.broadcast_to(a, shape)
+
+    def backward(self, g):
+        return (g,)
+
+
+class Concatenate(Function):
+    def forward(self, *arrays, axis):
+        self.axis = axis
+        self.sizes = [a.shape[axis] for a in arrays]
+        return self.xp.concatenate(arrays, axis=axis)
+
+    def backward(self, g):
+        grads, start = [], 0
+        lead = (slice(None),) * self.axis
+        for size in self.sizes:
+            grads.append(g[lead + (slice(start, start + size),)])
+            start += size
+        return tuple(grads)
+
+
+def _has_array(index) -> bool:
+    """Advanced (integer/boolean array) indexing can repeat elements; basic indexing cannot."""
+    return any(hasattr(i, "shape") or isinstance(i, list) for i in index)
+
+
+class GetItem(Function):
+    """a[index] for basic and advanced indices; the gradient is scattered back (added at repeats)."""
+
+    def forward(self, a, index):
+        self.index = index
+        return a[index]
+
+    def backward(self, g):
+        return (ScatterAdd.apply(g, index=self.index, shape=self.inputs[0].shape),)
+
+
+class ScatterAdd(Function):
+    """The adjoint of GetItem: zeros of `shape` with g added at `index` (repeats accumulate)."""
+
+    def forward(self, g, index, shape):
+        self.index = index
+        out = self.xp.zeros(shape, dtype=g.dtype)
+        if _has_array(index):
+            self.backend.scatter_add(out, index, g)
+        else:
+            out[index] = g
+        return out
+
+    def backward(self, gg):
+        return (gg[self.index],)
