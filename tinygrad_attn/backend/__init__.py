@@ -70,5 +70,5 @@ def cuda_is_available() -> bool:
     try:
         get_backend(CUDA)
         return True
-    except DeviceError:
+    except (DeviceError, ImportError):
         return False
