@@ -54,8 +54,6 @@ class _Tokenizer:
     """Shared plumbing: special-token lookup, JSON save/load."""
 
     kind = ""
-    specials: tuple[str, ...] = ()
-    _special_ids: dict[str, int] = {}
 
     def _split_specials(self, text):
         """Yield (piece, is_special) so special tokens are matched as whole strings."""
@@ -71,7 +69,7 @@ class _Tokenizer:
         if token in self._special_ids:
             return self._special_ids[token]
         ids = self.encode(token)
-        if len(ids) != 1:
+        if len(ids) != 1 or self.decode(ids) != token:  # second test: a char that became [UNK]
             raise KeyError(f"{token!r} is not a single token of this {self.kind} tokenizer")
         return ids[0]
 
@@ -321,7 +319,7 @@ class BPETokenizer(_Tokenizer):
         n_tokens = len(self._token_bytes)
         for i in ids:
             i = int(i)
-            if i < n_tokens and i >= 0:
+            if 0 <= i < n_tokens:
                 parts.append(self._token_bytes[i])
             elif i in self._special_names:
                 if not skip_specials:
