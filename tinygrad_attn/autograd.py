@@ -55,8 +55,6 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs, **params):
-        from .tensor import Tensor
-
         first = inputs[0]
         device = first.device
         for t in inputs:
@@ -74,7 +72,7 @@ class Function:
         requires_grad = _grad_enabled and any(t.requires_grad for t in inputs)
         if requires_grad and data.dtype.kind != "f" and str(data.dtype) != "bfloat16":
             requires_grad = False  # e.g. a cast to int: nothing to differentiate
-        out = Tensor._make(data, getattr(fn, "out_device", device), requires_grad)
+        out = _make_tensor(data, getattr(fn, "out_device", device), requires_grad)
         if requires_grad:
             fn.inputs = inputs
             out._ctx = fn
@@ -100,6 +98,13 @@ class Function:
         """Free what backward needed; a later backward through here fails loudly."""
         self.inputs = None
         self.saved = None
+
+
+def _make_tensor(data, device, requires_grad):
+    global _make_tensor
+    from .tensor import Tensor  # bound on first use: tensor.py imports this module
+    _make_tensor = Tensor._make
+    return _make_tensor(data, device, requires_grad)
 
 
 def _topological_order(roots):

@@ -25,6 +25,10 @@ from .tensor import Tensor, _is_float
 
 # ---------------------------------------------------------------- helpers
 
+# Python-number operands become constant tensors; the same few numbers (0.5, 1, eps, ...)
+# recur in every step, so the constants are cached rather than rebuilt per op.
+_SCALARS: dict = {}
+
 
 def _like(x, like: Tensor) -> Tensor:
     """`x` as a Tensor on like's device; Python numbers and arrays take like's float dtype."""
@@ -32,7 +36,13 @@ def _like(x, like: Tensor) -> Tensor:
         return x
     backend = like._backend()
     if isinstance(x, (int, float, bool)) and _is_float(like.dtype):
-        return Tensor._make(backend.xp.asarray(x, dtype=like.dtype), like.device)
+        key = (x, type(x), like.dtype, like.device)
+        cached = _SCALARS.get(key)
+        if cached is None:
+            if len(_SCALARS) > 4096:
+                _SCALARS.clear()
+            cached = _SCALARS[key] = Tensor._make(backend.xp.asarray(x, dtype=like.dtype), like.device)
+        return cached
     arr = backend.asarray(x)
     if arr.dtype == np.float64 and not hasattr(x, "dtype"):
         arr = arr.astype(like.dtype if _is_float(like.dtype) else np.float32)

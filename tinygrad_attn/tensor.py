@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import autograd
-from .backend import backend_of_array, get_backend, normalize_device
+from .backend import _BACKENDS, backend_of_array, get_backend, normalize_device
 from .errors import DTypeError, GraphError
 
 _FLOAT_DEFAULT = np.float32
@@ -84,7 +84,8 @@ class Tensor:
         return self.permute(*reversed(range(self.ndim)))
 
     def _backend(self):
-        return get_backend(self._device)
+        # the backend exists already: the tensor's data was made by it
+        return _BACKENDS[self._device]
 
     def __len__(self):
         if self.ndim == 0:
