@@ -1,0 +1,167 @@
+"""CPU benchmark: tinygrad_attn against PyTorch eager, one process per framework, in one run.
+
+    python benchmarks/bench_cpu.py                 # all cases, 2 threads, markdown table
+    python benchmarks/bench_cpu.py --cases A D --rounds 3 --steps 10
+
+Cases (training step = forward + backward + AdamW):
+  A  causal decoder, vocab 256, T=128, d=128, 4 heads, 4 layers, batch 32
+  B  masked-LM encoder, same size
+  C  one MultiHeadAttention layer forward+backward (B=32, T=128, d=128, 4 heads)
+  D  a chain of 1,000 small elementwise ops forward+backward (per-op overhead)
+
+Each (framework, case) runs in a fresh worker process; rounds alternate between the
+frameworks so that both see the same machine noise. Reported: median step time, ratio
+to PyTorch, peak RSS growth of the worker during the steps, and for A-C the "matmul
+floor": the time of the same step's matrix products alone in NumPy.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+SIZES = dict(vocab=256, d=128, h=4, layers=4, seq_len=128, batch=32)
+CASES = {"A": "gpt", "B": "mlm", "C": "mha", "D": "chain"}
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _current_rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def _ours(case):
+    import tinygrad_attn as tga
+    from benchmarks.our_steps import make_chain, make_step
+    tga.manual_seed(0)
+    if case == "chain":
+        return make_chain(1000, 16)
+    return make_step(case, **SIZES)
+
+
+def _torch(case, threads):
+    import torch
+    torch.set_num_threads(threads)
+    from benchmarks.torch_reference import make_chain, make_step
+    if case == "chain":
+        return make_chain(1000, 16)
+    return make_step(case, **SIZES)
+
+
+def _floor(case):
+    """Time of the step's matrix products alone (forward and the two backward products each)."""
+    import numpy as np
+    rng = np.random.default_rng(0)
+    B, T, d, h, V, L = (SIZES[k] for k in ("batch", "seq_len", "d", "h", "vocab", "layers"))
+    dh = d // h
+    per_layer = [((B * T, d), (d, 3 * d)), ((B * h, T, dh), (B * h, dh, T)), ((B * h, T, T), (B * h, T, dh)),
+                 ((B * T, d), (d, d)), ((B * T, d), (d, 4 * d)), ((B * T, 4 * d), (4 * d, d))]
+    if case == "mha":
+        shapes = per_layer[:4]
+    else:
+        shapes = per_layer * L + [((B * T, d), (d, V))]
+    mats = [(rng.standard_normal(a, dtype=np.float32), rng.standard_normal(b, dtype=np.float32)) for a, b in shapes]
+
+    def step():
+        for a, b in mats:
+            c = a @ b
+            a.swapaxes(-1, -2) @ c  # gradient of b
+            c @ b.swapaxes(-1, -2)  # gradient of a
+    return step
+
+
+def worker(framework, case, steps, threads):
+    """Run in a subprocess: time `steps` steps after a warm-up, print JSON."""
+    import numpy  # noqa: F401  (both frameworks load it; count memory from after the imports)
+    if framework == "torch":
+        import torch  # noqa: F401
+    else:
+        import tinygrad_attn  # noqa: F401
+    base = _current_rss_mb()
+    if framework == "ours":
+        step = _ours(case)
+    elif framework == "torch":
+        step = _torch(case, threads)
+    else:
+        step = _floor(case)
+    step()
+    step()  # warm-up: allocator, caches, lazy imports
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    # peak memory of model, data, activations and optimizer state, above the imported libraries
+    print(json.dumps({"times": times, "peak_rss_mb": _peak_rss_mb() - base}))
+
+
+def _run_worker(framework, case, steps, threads):
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    out = subprocess.run([sys.executable, __file__, "--worker", framework, case, str(steps), str(threads)],
+                         capture_output=True, text=True, env=env, cwd=ROOT)
+    if out.returncode != 0:
+        raise RuntimeError(f"{framework}/{case} worker failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds per framework")
+    p.add_argument("--steps", type=int, default=8, help="timed steps per round")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", help="also write the raw results here")
+    args = p.parse_args(argv)
+    try:
+        import torch  # noqa: F401
+        frameworks = ["ours", "torch"]
+    except ImportError:
+        print("PyTorch is not installed: timing tinygrad_attn alone (pip install torch==2.13.0 for the comparison)")
+        frameworks = ["ours"]
+    results = {}
+    for letter in args.cases:
+        case = CASES[letter]
+        runs = frameworks + (["floor"] if case in ("gpt", "mlm", "mha") else [])
+        for _ in range(args.rounds):
+            for fw in runs:
+                r = _run_worker(fw, case, args.steps, args.threads)
+                slot = results.setdefault((letter, fw), {"times": [], "rss": []})
+                slot["times"] += r["times"]
+                slot["rss"].append(r["peak_rss_mb"])
+    print(f"\nmachine: {os.uname().machine}, {os.cpu_count()} cores, threads={args.threads}, "
+          f"date {time.strftime('%Y-%m-%d')}\n")
+    print("| case | tinygrad_attn ms | PyTorch ms | ratio | matmul floor ms | ours/floor | torch/floor | peak mem ours MB | peak mem torch MB |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for letter in args.cases:
+        med = {fw: statistics.median(results[(letter, fw)]["times"]) * 1e3 for fw in ("ours", "torch", "floor")
+               if (letter, fw) in results}
+        rss = {fw: max(results[(letter, fw)]["rss"]) for fw in ("ours", "torch") if (letter, fw) in results}
+        fmt = lambda v: f"{v:.1f}" if v is not None else "-"  # noqa: E731
+        ours, torch_ms, floor = med.get("ours"), med.get("torch"), med.get("floor")
+        print(f"| {letter} {CASES[letter]} | {fmt(ours)} | {fmt(torch_ms)} | "
+              f"{fmt(ours / torch_ms) if torch_ms else '-'} | {fmt(floor)} | "
+              f"{fmt(ours / floor) if floor else '-'} | {fmt(torch_ms / floor) if floor and torch_ms else '-'} | "
+              f"{fmt(rss.get('ours'))} | {fmt(rss.get('torch'))} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({f"{k[0]}/{k[1]}": v for k, v in results.items()}, f)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        worker(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+    else:
+        main()

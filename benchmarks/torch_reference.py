@@ -1,0 +1,105 @@
+"""The same models in PyTorch eager, for the benchmarks only (never imported by the engine or tests).
+
+Kept structurally identical to models/decoder.py and models/encoder.py: pre-norm blocks,
+fused QKV projection, tanh GELU, tied output embedding, AdamW.
+"""
+import math
+
+import torch
+import torch.nn as tnn
+import torch.nn.functional as tF
+
+
+class Attention(tnn.Module):
+    def __init__(self, d, h):
+        super().__init__()
+        self.h = h
+        self.qkv = tnn.Linear(d, 3 * d)
+        self.proj = tnn.Linear(d, d)
+
+    def forward(self, x, causal=False, key_padding_mask=None):
+        B, T, D = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.h, D // self.h).permute(2, 0, 3, 1, 4)
+        # written out (not F.scaled_dot_product_attention) so both frameworks do the same arithmetic
+        scores = (q @ k.transpose(-1, -2)) / math.sqrt(D // self.h)
+        if causal:
+            scores = scores.masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(), float("-inf"))
+        if key_padding_mask is not None:
+            scores = scores.masked_fill(~key_padding_mask[:, None, None, :], float("-inf"))
+        out = scores.softmax(-1) @ v
+        return self.proj(out.transpose(1, 2).reshape(B, T, D))
+
+
+class Block(tnn.Module):
+    def __init__(self, d, h):
+        super().__init__()
+        self.ln1, self.ln2 = tnn.LayerNorm(d), tnn.LayerNorm(d)
+        self.attn = Attention(d, h)
+        self.mlp = tnn.Sequential(tnn.Linear(d, 4 * d), tnn.GELU(approximate="tanh"), tnn.Linear(4 * d, d))
+
+    def forward(self, x, causal=False, key_padding_mask=None):
+        x = x + self.attn(self.ln1(x), causal, key_padding_mask)
+        return x + self.mlp(self.ln2(x))
+
+
+class TinyTransformer(tnn.Module):
+    """Token + learned positions, N blocks, final LayerNorm, head tied to the embedding."""
+
+    def __init__(self, vocab, d, h, layers, seq_len, causal):
+        super().__init__()
+        self.causal = causal
+        self.tok = tnn.Embedding(vocab, d)
+        self.pos = tnn.Embedding(seq_len, d)
+        self.blocks = tnn.ModuleList(Block(d, h) for _ in range(layers))
+        self.ln = tnn.LayerNorm(d)
+
+    def forward(self, ids, key_padding_mask=None):
+        x = self.tok(ids) + self.pos(torch.arange(ids.shape[1]))
+        for block in self.blocks:
+            x = block(x, self.causal, key_padding_mask)
+        return self.ln(x) @ self.tok.weight.T
+
+
+def make_step(case, vocab, d, h, layers, seq_len, batch, seed=0):
+    """A closure running one training step (forward, backward, AdamW) on fixed random data."""
+    torch.manual_seed(seed)
+    if case == "mha":
+        layer = Attention(d, h)
+        x = torch.randn(batch, seq_len, d, requires_grad=True)
+
+        def step():
+            layer.zero_grad(set_to_none=True)
+            x.grad = None
+            layer(x).square().mean().backward()
+        return step
+    model = TinyTransformer(vocab, d, h, layers, seq_len, causal=(case == "gpt"))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.01)
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, vocab, (batch, seq_len), generator=g)
+    targets = torch.randint(0, vocab, (batch, seq_len), generator=g)
+    mask = None
+    if case == "mlm":
+        keep = torch.rand(batch, seq_len, generator=g) < 0.15
+        targets = torch.where(keep, targets, torch.full_like(targets, -100))
+        mask = torch.ones(batch, seq_len, dtype=torch.bool)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        logits = model(ids, mask)
+        loss = tF.cross_entropy(logits.reshape(-1, vocab), targets.reshape(-1), ignore_index=-100)
+        loss.backward()
+        opt.step()
+        return float(loss)
+    return step
+
+
+def make_chain(n_ops, size):
+    x0 = torch.randn(size)
+
+    def step():
+        x = x0.clone().requires_grad_(True)
+        y = x
+        for i in range(n_ops):
+            y = y * 0.999 if i % 2 else y + 0.001
+        y.sum().backward()
+    return step
