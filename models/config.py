@@ -44,8 +44,9 @@ class GPTConfig(_Dict):
 
 @dataclass
 class MLMConfig(_Dict):
-    """A BERT-style masked-LM encoder. vocab_size is set from the tokenizer."""
+    """A BERT-style masked-LM encoder. vocab_size and pad_id are set from the tokenizer."""
     vocab_size: int = 0
+    pad_id: int | None = None
     max_len: int = 128          # positions, [CLS] and [SEP] included
     d_model: int = 128
     n_heads: int = 4

@@ -13,6 +13,7 @@ from . import functional
 from . import functional as F
 from .factories import arange, full, ones, ones_like, rand, randn, tensor, zeros, zeros_like, randint
 from .gradients import grad
+from . import nn, optim, checkpoint
 
 float32, float64, float16, int64, int32, bool_ = np.float32, np.float64, np.float16, np.int64, np.int32, np.bool_
 

@@ -112,7 +112,7 @@ def _array_on(t: Tensor, value):
 def _bool_mask(op, t, mask):
     m = _array_on(t, mask)
     if m.dtype != np.bool_:
-        raise DTypeError(f"{op}: mask must be boolean, got dtype {m.dtype}")
+        raise DTypeError(f"{op}: mask must be boolean, got dtype {m.dtype} (mask {m.shape}, tensor {t.shape})")
     try:
         np.broadcast_shapes(m.shape, t.shape)
     except ValueError:
@@ -451,6 +451,8 @@ def _normalize_index(x, index):
             i = i.data
         elif isinstance(i, list):
             i = x._backend().asarray(i)
+            if i.size == 0:
+                i = i.astype(np.int64)  # [] means "no rows" (as in NumPy), not a float index
         out.append(i)
     return tuple(out)
 
@@ -582,7 +584,8 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=False, dropo
                          "q[-1] == k[-1] and k[-2] == v[-2]")
     t_q, t_k = q.shape[-2], k.shape[-2]
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-    scores = matmul(q, k.swapaxes(-1, -2)) * scale
+    # scale q (T x d) rather than the scores (T x T): the same product, a smaller temporary
+    scores = matmul(q * scale, k.swapaxes(-1, -2))
     mask = None
     if attn_mask is not None:
         m = _array_on(q, attn_mask)

@@ -4,7 +4,7 @@ Each computes in one pass what the composite of primitives would do in several,
 and keeps the max-subtraction that makes it finite for logits of +-1e4.
 """
 from ..autograd import Function, is_grad_enabled
-from .elementwise import const
+from .elementwise import const, fused_kernels
 
 
 class Softmax(Function):
@@ -16,6 +16,9 @@ class Softmax(Function):
     def forward(self, a, axis, mask=None):
         xp = self.xp
         self.axis = axis
+        fused = fused_kernels(self, a)
+        if fused is not None and axis == a.ndim - 1:
+            return fused.softmax(a, mask)
         if mask is not None:
             a = xp.where(mask, a, xp.asarray(-xp.inf, dtype=a.dtype))
         m = xp.max(a, axis=axis, keepdims=True)
@@ -30,6 +33,9 @@ class Softmax(Function):
 
     def backward(self, g):
         y = self.output
+        fused = fused_kernels(self, y.data, g.data)
+        if fused is not None and self.axis == y.ndim - 1 and not is_grad_enabled():
+            return (const(g, fused.softmax_backward(y.data, g.data)),)
         return (y * (g - (g * y).sum(axis=self.axis, keepdims=True)),)
 
 
@@ -37,6 +43,9 @@ class LogSoftmax(Function):
     def forward(self, a, axis):
         xp = self.xp
         self.axis = axis
+        fused = fused_kernels(self, a)
+        if fused is not None and axis == a.ndim - 1:
+            return fused.log_softmax(a)
         m = xp.max(a, axis=axis, keepdims=True)
         shifted = a - m
         shifted -= xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
@@ -44,6 +53,9 @@ class LogSoftmax(Function):
 
     def backward(self, g):
         y = self.output
+        fused = fused_kernels(self, y.data, g.data)
+        if fused is not None and self.axis == y.ndim - 1 and not is_grad_enabled():
+            return (const(g, fused.log_softmax_backward(y.data, g.data)),)
         return (g - y.exp() * g.sum(axis=self.axis, keepdims=True),)
 
 
@@ -61,15 +73,29 @@ class CrossEntropy(Function):
         C = logits.shape[-1]
         self.reduction, self.eps = reduction, label_smoothing
         valid = targets != ignore_index
+        self.fused, self.ignore_index = fused_kernels(self, logits), ignore_index
+        if self.fused is not None:
+            # one kernel; backward recomputes the probabilities from two numbers per row
+            loss, stats = self.fused.cross_entropy(logits, targets, ignore_index, label_smoothing)
+            self.saved = (stats, targets, valid)
+            if reduction != "none":
+                loss = xp.sum(loss)
+            if reduction == "mean":
+                self.count = int(xp.sum(valid))
+                loss = loss / max(self.count, 1)
+            return loss.astype(logits.dtype)
         safe_targets = xp.where(valid, targets, 0)
         m = xp.max(logits, axis=-1, keepdims=True)
-        e = xp.exp(logits - m)
+        # work on logits - m: near the max it is exact, while log-sum-exp itself would be
+        # rounded at the scale of |logits| (1e-3 for float32 logits of 1e4)
+        shifted = logits - m
+        e = xp.exp(shifted)
         s = xp.sum(e, axis=-1, keepdims=True)
-        lse = (xp.log(s) + m)[..., 0]
-        picked = xp.take_along_axis(logits, safe_targets[..., None], axis=-1)[..., 0]
-        loss = lse - picked
+        log_s = xp.log(s)[..., 0]
+        picked = xp.take_along_axis(shifted, safe_targets[..., None], axis=-1)[..., 0]
+        loss = log_s - picked
         if label_smoothing:
-            loss = (1 - label_smoothing) * loss + label_smoothing * (lse - xp.mean(logits, axis=-1))
+            loss = (1 - label_smoothing) * loss + label_smoothing * (log_s - xp.mean(shifted, axis=-1))
         loss = xp.where(valid, loss, xp.asarray(0, dtype=logits.dtype))
         e /= s
         self.saved = (e, safe_targets, valid)
@@ -85,13 +111,19 @@ class CrossEntropy(Function):
         xp = self.xp
         probs, targets, valid = self.saved
         logits = self.inputs[0]
-        C = probs.shape[-1]
+        if self.fused is not None:  # saved: per-row stats and the raw targets
+            if not is_grad_enabled():
+                scale = g.data / max(self.count, 1) if self.reduction == "mean" else g.data
+                return (const(g, self.fused.cross_entropy_backward(
+                    logits.data, targets, probs, scale, self.ignore_index, self.eps)), None)
+            targets = xp.where(valid, targets, 0)
+        C = logits.shape[-1]
         # when differentiating twice the probabilities must be a function of the logits
         p = logits.softmax(-1) if is_grad_enabled() else const(g, probs)
-        onehot = xp.zeros(probs.shape, dtype=probs.dtype)
+        onehot = xp.zeros(logits.shape, dtype=logits.dtype)
         xp.put_along_axis(onehot, targets[..., None], 1, axis=-1)
         target_dist = (1 - self.eps) * onehot + self.eps / C
-        weight = valid.astype(probs.dtype)[..., None]
+        weight = valid.astype(logits.dtype)[..., None]
         if self.reduction == "mean":
             weight = weight / max(self.count, 1)
         if self.reduction == "none":
@@ -110,6 +142,11 @@ class LayerNorm(Function):
 
     def forward(self, x, weight, bias, eps):
         xp = self.xp
+        self.fused = fused_kernels(self, x, weight, bias)
+        if self.fused is not None:
+            y, mean, rstd = self.fused.layer_norm(x, weight, bias, eps)
+            self.saved = (mean, rstd)  # per row; xhat is recomputed in backward
+            return y
         mean = xp.mean(x, axis=-1, keepdims=True)
         centered = x - mean
         var = xp.mean(centered * centered, axis=-1, keepdims=True)
@@ -122,6 +159,10 @@ class LayerNorm(Function):
         xp = self.xp
         xhat, rstd = self.saved
         x, weight, bias = self.inputs
+        if self.fused is not None:  # saved: per-row mean and rstd
+            grads = self.fused.layer_norm_backward(x.data, weight.data, g.data, xhat, rstd, x.requires_grad,
+                                                   weight.requires_grad, bias.requires_grad)
+            return tuple(None if a is None else const(g, a) for a in grads)
         gd = g.data
         lead = tuple(range(gd.ndim - 1))
         gx = None

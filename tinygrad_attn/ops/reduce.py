@@ -53,6 +53,10 @@ class LogSumExp(Function):
 
     def backward(self, g):
         a = self.inputs[0]
-        kept = _kept_shape(a.shape, self.axis)
-        softmax = (a - self.output.reshape(kept)).exp()
+        xp = self.xp
+        # softmax shifted by the (constant) max, not by the output: the output is rounded at
+        # the scale of |a|, which would cost float32 logits of 1e4 three digits of gradient
+        m = xp.max(a.data, axis=self.axis, keepdims=True)
+        e = (a - const(g, xp.where(xp.isfinite(m), m, 0))).exp()
+        softmax = e / e.sum(axis=self.axis, keepdims=True)
         return (_expand_back(g, a.shape, self.axis, self.keepdims) * softmax,)

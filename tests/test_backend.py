@@ -1,0 +1,423 @@
+"""The backend contract (on every available device), device names and errors, the ops'
+fused-kernel branch (driven on the CPU by ReferenceFused), and the LossScaler."""
+import math
+import sys
+import types
+
+import numpy as np
+import pytest
+
+import tinygrad_attn as tga
+from tinygrad_attn import backend as B
+from tinygrad_attn import functional as F
+from tinygrad_attn.amp import LossScaler
+from tinygrad_attn.backend.numpy_backend import ReferenceFused
+from tinygrad_attn.errors import DeviceError, GraphError
+from tinygrad_attn.testing import gradcheck
+
+
+def host(a):
+    return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else np.asarray(a)
+
+
+# ---------------------------------------------------------------- the contract, per device
+
+def test_backend_names_its_device_and_namespace(device):
+    b = tga.get_backend(device)
+    assert b.device == device
+    assert b is tga.get_backend(device)  # created once
+    a = b.xp.ones((2, 3), dtype=np.float32)
+    assert a.shape == (2, 3) and a.dtype == np.float32
+    if device == "cpu":
+        assert b.xp is np and b.fused is None
+
+
+def test_asarray_and_to_host_round_trip(device):
+    b = tga.get_backend(device)
+    values = np.arange(6, dtype=np.float64).reshape(2, 3) / 7
+    on_device = b.asarray(values)
+    assert type(on_device).__module__.split(".")[0] == b.xp.__name__.split(".")[0]
+    back = b.to_host(on_device)
+    assert isinstance(back, np.ndarray)
+    np.testing.assert_array_equal(back, values)
+    assert b.asarray([1, 2], dtype=np.float32).dtype == np.float32
+    np.testing.assert_array_equal(b.to_host(b.asarray([[1.5, 2.5]])), [[1.5, 2.5]])
+
+
+def test_seeded_generator_repeats_and_differs_across_seeds(device):
+    b = tga.get_backend(device)
+
+    def draw():
+        return (host(b.random_normal((4, 5), np.float32)), host(b.random_uniform((7,), np.float64)),
+                host(b.random_integers(3, 9, (50,))))
+
+    b.seed(123)
+    first = draw()
+    b.seed(123)
+    again = draw()
+    b.seed(124)
+    other = draw()
+    for x, y in zip(first, again):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(first[0], other[0])
+
+
+def test_manual_seed_makes_tensor_factories_repeat(device):
+    tga.manual_seed(7)
+    a = tga.randn(3, 4, device=device).numpy()
+    tga.manual_seed(7)
+    np.testing.assert_array_equal(tga.randn(3, 4, device=device).numpy(), a)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_random_draws_have_the_asked_dtype_shape_and_range(device, dtype):
+    b = tga.get_backend(device)
+    n = host(b.random_normal((200, 50), dtype))
+    u = host(b.random_uniform((10_000,), dtype))
+    assert n.dtype == dtype and n.shape == (200, 50)
+    assert abs(float(n.astype(np.float64).mean())) < 0.05 and abs(float(n.astype(np.float64).std()) - 1) < 0.05
+    assert u.dtype == dtype and u.min() >= 0 and u.max() <= 1  # float16 may round 0.9999 up to 1
+    i = host(b.random_integers(-2, 3, (1000,)))
+    assert i.dtype == np.int64 and i.min() == -2 and i.max() == 2
+
+
+def test_scatter_add_accumulates_repeated_indices(device):
+    b = tga.get_backend(device)
+    rng = np.random.default_rng(0)
+    ids = np.array([0, 3, 3, 1, 3, 0, 4])
+    values = rng.standard_normal((7, 2)).astype(np.float32)
+    target = b.xp.zeros((5, 2), dtype=np.float32)
+    b.scatter_add(target, (b.asarray(ids),), b.asarray(values))
+    expected = np.zeros((5, 2), dtype=np.float32)
+    for i, row in zip(ids, values):  # the obvious loop, independent of the code under test
+        expected[i] += row
+    np.testing.assert_allclose(host(target), expected, rtol=1e-6)
+    # a 2-d index (row, column pairs), repeats included
+    target = b.xp.zeros((3, 3), dtype=np.float64)
+    rows, cols = np.array([0, 2, 0, 0]), np.array([1, 2, 1, 0])
+    b.scatter_add(target, (b.asarray(rows), b.asarray(cols)), b.asarray(np.array([1.0, 2.0, 3.0, 4.0])))
+    np.testing.assert_array_equal(host(target), [[4, 4, 0], [0, 0, 0], [0, 0, 2]])
+
+
+def test_erf_matches_math_erf(device):
+    b = tga.get_backend(device)
+    xs = np.concatenate([np.linspace(-6, 6, 241), [0.0, 1e-8, -1e-8, 30.0, -30.0]])
+    got = host(b.erf(b.asarray(xs)))
+    np.testing.assert_allclose(got, [math.erf(v) for v in xs], rtol=1e-12, atol=1e-15)
+    got32 = host(b.erf(b.asarray(xs.astype(np.float32))))
+    assert got32.dtype == np.float32
+    np.testing.assert_allclose(got32, [math.erf(v) for v in xs.astype(np.float32)], rtol=1e-6, atol=1e-7)
+
+
+def test_tensor_knows_its_device_and_moves(device):
+    t = tga.tensor([[1.0, 2.0]], device=device)
+    assert t.device == device and t.dtype == np.float32
+    assert t.to("cpu").device == "cpu" and t.to(device) is t
+    np.testing.assert_array_equal(t.to("cpu").numpy(), [[1.0, 2.0]])
+    x = tga.tensor([1.0, -2.0, 3.0], requires_grad=True)
+    moved = x.to(device)
+    (moved * moved).sum().backward()  # the move is differentiable: grad comes back to the CPU
+    np.testing.assert_allclose(x.grad.numpy(), [2.0, -4.0, 6.0])
+    assert x.grad.device == "cpu"
+
+
+# ---------------------------------------------------------------- names and errors
+
+@pytest.mark.parametrize("name,canonical", [("cpu", "cpu"), ("CPU", "cpu"), ("cuda", "cuda"), ("CUDA", "cuda"),
+                                            ("cuda:0", "cuda"), ("gpu", "cuda")])
+def test_device_names_are_normalized(name, canonical):
+    assert B.normalize_device(name) == canonical
+
+
+@pytest.mark.parametrize("name", ["tpu", "cuda:1", "", "metal"])
+def test_unknown_device_names_are_refused_by_name(name):
+    with pytest.raises(DeviceError, match="unknown device") as err:
+        B.normalize_device(name)
+    assert repr(name) in str(err.value)
+    with pytest.raises(DeviceError):
+        tga.zeros(2, device=name)
+
+
+@pytest.fixture
+def no_cuda_backend(monkeypatch):
+    """Forget any created CUDA backend for the test (restored afterwards)."""
+    monkeypatch.delitem(B._BACKENDS, "cuda", raising=False)
+    monkeypatch.delitem(sys.modules, "tinygrad_attn.backend.cupy_backend", raising=False)
+
+
+def test_cuda_without_cupy_says_so_and_how_to_install(monkeypatch, no_cuda_backend):
+    monkeypatch.setitem(sys.modules, "cupy", None)  # makes `import cupy` raise ImportError
+    with pytest.raises(DeviceError) as err:
+        tga.get_backend("cuda")
+    msg = str(err.value)
+    assert "needs CuPy, which is not installed" in msg
+    assert "pip install 'tinygrad_attn[gpu]'" in msg
+    with pytest.raises(DeviceError, match="CuPy"):
+        tga.tensor([1.0], device="cuda")
+    with pytest.raises(DeviceError, match="CuPy"):
+        tga.ones(3).to("cuda")
+    assert tga.cuda_is_available() is False
+    assert "cuda" not in B._BACKENDS
+
+
+def _fake_cupy(get_count):
+    runtime = types.SimpleNamespace(getDeviceCount=get_count)
+    return types.SimpleNamespace(cuda=types.SimpleNamespace(runtime=runtime))
+
+
+def test_cuda_with_cupy_but_no_gpu_says_so(monkeypatch, no_cuda_backend):
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(lambda: 0))
+    with pytest.raises(DeviceError, match="no GPU is visible") as err:
+        tga.get_backend("cuda")
+    assert "tinygrad_attn[gpu]" in str(err.value)
+
+    def broken():
+        raise RuntimeError("cudaErrorInsufficientDriver")
+
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(broken))
+    with pytest.raises(DeviceError, match="CUDA is not usable.*cudaErrorInsufficientDriver"):
+        tga.get_backend("cuda")
+
+
+def test_mixing_devices_in_one_op_names_both():
+    cpu = tga.ones(2, 3)
+    # labelled "cuda" only: the check comes before any array work, so no GPU is needed
+    elsewhere = tga.Tensor._make(np.ones((2, 3), dtype=np.float32), "cuda")
+    tall = tga.Tensor._make(np.ones((3, 2), dtype=np.float32), "cuda")
+    for op in (lambda: cpu + elsewhere, lambda: elsewhere * cpu, lambda: F.matmul(cpu, tall)):
+        with pytest.raises(DeviceError) as err:
+            op()
+        assert "cpu" in str(err.value) and "cuda" in str(err.value)
+
+
+# ---------------------------------------------------------------- the ops' fused branch
+
+class _Spy:
+    """ReferenceFused that counts which entry points the ops called."""
+
+    def __init__(self):
+        self.inner, self.calls = ReferenceFused(np), {}
+
+    def supports(self, *arrays):
+        return self.inner.supports(*arrays)
+
+    def __getattr__(self, name):
+        fn = getattr(self.inner, name)
+
+        def counted(*args, **kwargs):
+            self.calls[name] = self.calls.get(name, 0) + 1
+            return fn(*args, **kwargs)
+        return counted
+
+
+@pytest.fixture
+def fused_cpu(monkeypatch):
+    spy = _Spy()
+    monkeypatch.setattr(tga.get_backend("cpu"), "fused", spy)
+    return spy
+
+
+def _both_ways(monkeypatch, spy, fn, *arrays, dtype=np.float64):
+    """fn's output and input gradients with the fused branch and with the plain expressions."""
+    results = []
+    for fused in (spy, None):
+        monkeypatch.setattr(tga.get_backend("cpu"), "fused", fused)
+        xs = [tga.tensor(a, dtype=dtype, requires_grad=True) for a in arrays]
+        out = fn(*xs)
+        cot = np.random.default_rng(1).standard_normal(out.shape)
+        (out * tga.tensor(cot, dtype=dtype)).sum().backward()
+        results.append((out.numpy(), [x.grad.numpy() for x in xs]))
+    monkeypatch.setattr(tga.get_backend("cpu"), "fused", spy)
+    (o1, g1), (o2, g2) = results
+    np.testing.assert_allclose(o1, o2, rtol=1e-10, atol=1e-12)
+    for a, b in zip(g1, g2):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_fused_softmax_branch_matches_and_passes_gradcheck(monkeypatch, fused_cpu):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 5))
+    mask = rng.random((2, 3, 5)) < 0.6
+    mask[0, 1] = False  # a fully masked row: zeros, zero gradient
+    for m in (None, mask, mask[1], mask[:, :1]):  # full, leading dims missing, broadcast over rows
+        _both_ways(monkeypatch, fused_cpu, lambda t: F.softmax(t, -1, mask=m), x)
+    assert fused_cpu.calls["softmax"] >= 4 and fused_cpu.calls["softmax_backward"] >= 4
+    t = tga.tensor(x, dtype=np.float64, requires_grad=True)
+    assert gradcheck(lambda t: F.softmax(t, -1, mask=mask), t)
+    out = F.softmax(t, -1, mask=mask).numpy()
+    np.testing.assert_array_equal(out[0, 1], 0.0)
+    # not the last axis: the plain path
+    calls = dict(fused_cpu.calls)
+    F.softmax(t, 0)
+    assert fused_cpu.calls == calls
+
+
+def test_fused_log_softmax_branch_matches_and_passes_gradcheck(monkeypatch, fused_cpu):
+    x = np.random.default_rng(1).standard_normal((4, 7)) * 3
+    _both_ways(monkeypatch, fused_cpu, lambda t: F.log_softmax(t, -1), x)
+    assert gradcheck(lambda t: F.log_softmax(t, -1), tga.tensor(x, requires_grad=True, dtype=np.float64))
+    assert fused_cpu.calls["log_softmax"] and fused_cpu.calls["log_softmax_backward"]
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_fused_cross_entropy_branch_matches_and_passes_gradcheck(monkeypatch, fused_cpu, reduction, smoothing):
+    rng = np.random.default_rng(2)
+    logits = rng.standard_normal((3, 4, 6)) * 2
+    targets = rng.integers(0, 6, (3, 4))
+    targets[0, :2] = -100
+    fn = lambda t: F.cross_entropy(t, targets, label_smoothing=smoothing, reduction=reduction)  # noqa: E731
+    _both_ways(monkeypatch, fused_cpu, fn, logits)
+    assert gradcheck(fn, tga.tensor(logits, requires_grad=True, dtype=np.float64))
+    assert fused_cpu.calls["cross_entropy"] and fused_cpu.calls["cross_entropy_backward"]
+
+
+def test_fused_cross_entropy_is_exact_for_huge_logits(fused_cpu):
+    logits = np.array([[1e4, 1e4 - 1.0, -1e4]], dtype=np.float32)
+    loss = F.cross_entropy(tga.tensor(logits, requires_grad=True), np.array([1]))
+    assert abs(loss.item() - (1.0 + math.log1p(math.exp(-1.0)))) < 1e-5
+
+
+def test_fused_layer_norm_branch_matches_and_passes_gradcheck(monkeypatch, fused_cpu):
+    rng = np.random.default_rng(3)
+    x, w, b = rng.standard_normal((2, 3, 8)) + 3, rng.standard_normal(8), rng.standard_normal(8)
+    _both_ways(monkeypatch, fused_cpu, lambda x, w, b: F.layer_norm(x, w, b), x, w, b)
+    args = [tga.tensor(a, requires_grad=True, dtype=np.float64) for a in (x, w, b)]
+    assert gradcheck(lambda x, w, b: F.layer_norm(x, w, b), *args)
+    assert fused_cpu.calls["layer_norm"] and fused_cpu.calls["layer_norm_backward"]
+    # once-differentiable: asking for a second derivative is an error, not a wrong answer
+    y = F.layer_norm(*args).sum()
+    with pytest.raises(GraphError, match="once-differentiable"):
+        tga.grad(y, args[0], create_graph=True)
+
+
+def test_fused_gelu_branch_matches_and_passes_gradcheck(monkeypatch, fused_cpu):
+    x = np.random.default_rng(4).standard_normal((3, 9)) * 2
+    _both_ways(monkeypatch, fused_cpu, lambda t: F.gelu(t, "tanh"), x)
+    assert gradcheck(lambda t: F.gelu(t, "tanh"), tga.tensor(x, requires_grad=True, dtype=np.float64))
+    assert fused_cpu.calls["gelu"] and fused_cpu.calls["gelu_backward"]
+
+
+def test_second_derivatives_take_the_composite_path(fused_cpu):
+    """With create_graph the fused backward would be a constant: the ops fall back."""
+    from tinygrad_attn.testing import gradgradcheck
+    rng = np.random.default_rng(5)
+    x = tga.tensor(rng.standard_normal((2, 5)), requires_grad=True, dtype=np.float64)
+    targets = np.array([1, -100])
+    assert gradgradcheck(lambda t: F.softmax(t, -1), x)
+    assert gradgradcheck(lambda t: F.log_softmax(t, -1), x)
+    assert gradgradcheck(lambda t: F.gelu(t, "tanh"), x)
+    assert gradgradcheck(lambda t: F.cross_entropy(t, targets, label_smoothing=0.1), x)
+    assert fused_cpu.calls["softmax"] and fused_cpu.calls["gelu"]
+
+
+def test_reference_fused_half_precision_accumulates_in_float32():
+    ref = ReferenceFused(np)
+    x = np.random.default_rng(6).standard_normal((2, 4096)).astype(np.float16)
+    y = ref.softmax(x)
+    assert y.dtype == np.float16
+    np.testing.assert_allclose(y.astype(np.float64).sum(-1), 1.0, atol=2e-3)
+    loss, stats = ref.cross_entropy(x, np.array([3, 7]), -100)
+    assert loss.dtype == np.float32 and stats.shape == (2, 2)
+    x64 = x.astype(np.float64)
+    expected = np.log(np.exp(x64).sum(-1)) - x64[[0, 1], [3, 7]]
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+    assert not ref.supports(x, x.astype(np.float32)) and not ref.supports(np.arange(3))
+
+
+# ---------------------------------------------------------------- loss scaling
+
+class _CountingOptimizer:
+    def __init__(self, params):
+        self.param_groups = [{"params": list(params)}]
+        self.steps = 0
+
+    def step(self):
+        self.steps += 1
+
+
+def _param_with_grad(values):
+    p = tga.tensor(np.zeros(len(values)), requires_grad=True)
+    p.grad = tga.tensor(np.asarray(values, dtype=np.float32))
+    return p
+
+
+def test_loss_scaler_scales_and_unscales():
+    scaler = LossScaler(init_scale=1024.0)
+    x = tga.tensor([1.0, 2.0], requires_grad=True)
+    loss = (x * x).sum()
+    assert scaler.scale(loss).item() == 5.0 * 1024
+    scaler.scale(loss).backward()
+    opt = _CountingOptimizer([x])
+    assert scaler.step(opt) is True and opt.steps == 1
+    np.testing.assert_allclose(x.grad.numpy(), [2.0, 4.0])  # true gradient, not scaled
+
+
+def test_loss_scaler_skips_non_finite_steps_and_backs_off():
+    scaler = LossScaler(init_scale=2.0 ** 10, growth_interval=2)
+    bad = _param_with_grad([1.0, np.inf])
+    opt = _CountingOptimizer([bad, _param_with_grad([1.0, 2.0])])
+    assert scaler.step(opt) is False and opt.steps == 0 and scaler.skipped_steps == 1
+    scaler.update()
+    assert scaler.get_scale() == 2.0 ** 9
+    bad.grad = tga.tensor([np.nan, 0.0])
+    assert scaler.step(opt) is False
+    scaler.update()
+    assert scaler.get_scale() == 2.0 ** 8
+    # two clean steps grow the scale again
+    for _ in range(2):
+        bad.grad = tga.tensor([1.0, 1.0])
+        assert scaler.step(opt) is True
+        scaler.update()
+    assert scaler.get_scale() == 2.0 ** 9 and opt.steps == 2
+
+
+def test_static_loss_scaler_keeps_its_scale_but_still_skips():
+    scaler = LossScaler(init_scale=128.0, dynamic=False)
+    opt = _CountingOptimizer([_param_with_grad([np.inf])])
+    assert scaler.step(opt) is False
+    scaler.update()
+    assert scaler.get_scale() == 128.0
+
+
+def test_loss_scaler_unscale_before_clipping_and_state_round_trip():
+    scaler = LossScaler(init_scale=8.0, min_scale=4.0)
+    p = _param_with_grad([8.0, 16.0])
+    assert scaler.unscale_([p]) is True
+    np.testing.assert_allclose(p.grad.numpy(), [1.0, 2.0])
+    opt = _CountingOptimizer([p])
+    scaler.step(opt)  # already unscaled: not divided again
+    np.testing.assert_allclose(p.grad.numpy(), [1.0, 2.0])
+    scaler.update()
+    p.grad = tga.tensor([np.inf])
+    scaler.step(opt)
+    scaler.update()
+    scaler.step(opt)
+    scaler.update()
+    assert scaler.get_scale() == 4.0  # floored at min_scale
+    other = LossScaler()
+    other.load_state_dict(scaler.state_dict())
+    assert other.get_scale() == 4.0 and other.skipped_steps == 2
+
+
+def test_loss_scaler_recovers_gradients_that_underflow_in_float16():
+    """A float16 gradient of 1e-8 flushes to zero unless the loss is scaled up first."""
+    c = tga.tensor(np.full(4, 1e-3), dtype=np.float16)
+
+    def loss_of(w):  # float16 compute, float32 master weights and loss
+        return (w.astype(np.float16) * c).sum().astype(np.float32) * 1e-5
+
+    w = tga.tensor(np.ones(4, dtype=np.float32), requires_grad=True)
+    loss_of(w).backward()
+    np.testing.assert_array_equal(w.grad.numpy(), 0.0)  # underflow without scaling
+
+    w.grad = None
+    opt = tga.optim.SGD([w], lr=1e6)
+    scaler = LossScaler(init_scale=2.0 ** 20)
+    scaler.scale(loss_of(w)).backward()
+    assert scaler.unscale_(opt)
+    np.testing.assert_allclose(w.grad.numpy(), 1e-8, rtol=5e-3)
+    assert scaler.step(opt)
+    np.testing.assert_allclose(w.numpy(), 1 - 1e-2, rtol=1e-4)
+    with pytest.raises(ValueError):
+        LossScaler(backoff_factor=1.5)

@@ -1,0 +1,185 @@
+"""Multi-head self-attention, with a KV cache for decoding and hooks for looking inside.
+
+    attn = nn.MultiHeadAttention(d_model=64, n_heads=4)
+    y = attn(x, key_padding_mask=real, is_causal=True)        # x (B, T, 64) -> y (B, T, 64)
+
+Inside: one fused projection x -> [q | k | v] (d -> 3d), split into heads (B, H, T, dh),
+scores = q k^T / sqrt(dh) (B, H, Tq, Tk), masked softmax over keys, weights @ v, heads
+merged back to (B, T, d), output projection.
+
+Masks are boolean, True = may attend: `key_padding_mask` (B, Tk) marks real tokens,
+`attn_mask` broadcasts to (B, H, Tq, Tk) (or is a float mask added to the scores), and
+`is_causal` adds the causal mask, aligned bottom-right so a query at the end of a KV
+cache sees every earlier key. They combine with AND; a query that may attend to
+nothing gets zeros (and zero gradient), never NaN.
+
+Looking inside (the graph stays intact, so gradients can be read too):
+  - `attn.keep_weights = True` (or `forward(..., need_weights=True)` for one call) keeps
+    `attn.last_scores` (pre-softmax, masked entries left as computed) and
+    `attn.last_weights` (post-softmax), both (B, H, Tq, Tk) Tensors of this forward's
+    graph. Call `.retain_grad()` on them before `backward()` to get dL/dscores and
+    dL/dweights per head, or `.register_hook(fn)`.
+  - `attn.on_scores` / `attn.on_weights`: callables given the scores / weights Tensor
+    on every forward (e.g. to register hooks without keeping the tensors around).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import functional as F
+from ..errors import ShapeError
+from ..tensor import Tensor
+from .layers import Linear
+from .module import Module
+
+
+class LayerKVCache:
+    """The keys and values one attention layer has seen so far: arrays (B, H, T, dh)."""
+
+    def __init__(self):
+        self.k = self.v = None
+
+    @property
+    def length(self) -> int:
+        return 0 if self.k is None else int(self.k.shape[-2])
+
+    def reset(self) -> None:
+        self.k = self.v = None
+
+    def append(self, k: Tensor, v: Tensor):
+        """Add new keys/values (B, H, T_new, dh); return all of them as Tensors.
+
+        The cached part enters the graph as a constant: gradients reach only the new
+        positions (decoding normally runs under no_grad anyway).
+        """
+        if self.k is not None:
+            if self.k.shape[:2] != k.shape[:2] or self.k.shape[-1] != k.shape[-1]:
+                raise ShapeError(f"KVCache: cached keys have shape {tuple(self.k.shape)} (B, H, T, dh) but the "
+                                 f"new keys have shape {tuple(k.shape)}; call reset() before a new batch")
+            k = F.cat([Tensor._make(self.k, k.device), k], axis=-2)
+            v = F.cat([Tensor._make(self.v, v.device), v], axis=-2)
+        self.k, self.v = k.data, v.data
+        return k, v
+
+
+class KVCache:
+    """Per-layer key/value caches for incremental decoding.
+
+        cache = nn.KVCache(n_layers)
+        for i, block in enumerate(blocks):
+            x = block(x, is_causal=True, kv_cache=cache[i])
+        cache.length  # positions cached so far (the position offset of the next token)
+
+    A one-layer cache can be passed to MultiHeadAttention directly.
+    """
+
+    def __init__(self, n_layers: int = 1):
+        self.layers = [LayerKVCache() for _ in range(n_layers)]
+
+    def __getitem__(self, i) -> LayerKVCache:
+        return self.layers[i]
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    @property
+    def length(self) -> int:
+        return self.layers[0].length if self.layers else 0
+
+    def reset(self) -> None:
+        for layer in self.layers:
+            layer.reset()
+
+
+def _layer_cache(kv_cache):
+    if kv_cache is None or isinstance(kv_cache, LayerKVCache):
+        return kv_cache
+    if isinstance(kv_cache, KVCache):
+        if len(kv_cache) == 1:
+            return kv_cache[0]
+        raise ValueError(f"MultiHeadAttention: got a KVCache of {len(kv_cache)} layers; pass this layer's slot, cache[i]")
+    raise TypeError(f"MultiHeadAttention: kv_cache must be an nn.KVCache or one of its layers, got {type(kv_cache).__name__}")
+
+
+def _bool_array(mask, like: Tensor, what: str):
+    """A mask as a raw array on like's device."""
+    if isinstance(mask, Tensor):
+        if mask.device != like.device:
+            from ..errors import DeviceError
+            raise DeviceError(f"MultiHeadAttention: {what} is on {mask.device} but the input is on {like.device}")
+        return mask.data
+    return like._backend().asarray(mask)
+
+
+class MultiHeadAttention(Module):
+    """Multi-head self-attention over (B, T, d_model) with a fused QKV projection.
+
+    `init_std` is the std of the QKV projection's init; `out_init_std` (default init_std)
+    that of the output projection (blocks pass GPT-2's 0.02/sqrt(2 n_layers)).
+    `dropout` is applied to the attention weights while training.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True,
+                 init_std: float = 0.02, out_init_std: float | None = None):
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"MultiHeadAttention: d_model={d_model} is not divisible by n_heads={n_heads}")
+        self.d_model, self.n_heads, self.head_dim, self.dropout = d_model, n_heads, d_model // n_heads, dropout
+        self.qkv = Linear(d_model, 3 * d_model, bias=bias, init_std=init_std)
+        self.out_proj = Linear(d_model, d_model, bias=bias, init_std=init_std if out_init_std is None else out_init_std)
+        self.keep_weights = False
+        self.on_scores = self.on_weights = None
+        self.last_scores = self.last_weights = None
+
+    def _mask(self, x, t_q, t_k, key_padding_mask, attn_mask, is_causal):
+        """The combined boolean mask (broadcasting to (B, H, Tq, Tk)) and an additive float mask, or None."""
+        mask, additive = None, None
+        if key_padding_mask is not None:
+            kpm = _bool_array(key_padding_mask, x, "key_padding_mask")
+            if kpm.dtype != np.bool_ or tuple(kpm.shape) != (x.shape[0], t_k):
+                raise ShapeError(f"MultiHeadAttention: key_padding_mask must be bool of shape (B, Tk) = "
+                                 f"{(x.shape[0], t_k)} (True = real token; Tk counts cached keys too), "
+                                 f"got {kpm.dtype} {tuple(kpm.shape)}")
+            mask = kpm[:, None, None, :]
+        if attn_mask is not None:
+            m = _bool_array(attn_mask, x, "attn_mask")
+            if m.dtype == np.bool_:
+                mask = m if mask is None else mask & m
+            else:
+                additive = Tensor._make(m.astype(x.dtype), x.device)
+        if is_causal:
+            c = F.causal_mask(t_q, t_k, x.device)
+            mask = c if mask is None else mask & c
+        return mask, additive
+
+    def forward(self, x, key_padding_mask=None, is_causal=False, attn_mask=None, kv_cache=None, need_weights=False):
+        if x.ndim != 3 or x.shape[-1] != self.d_model:
+            raise ShapeError(f"MultiHeadAttention: expected input (B, T, {self.d_model}), got {tuple(x.shape)}")
+        B, T, _ = x.shape
+        H, dh = self.n_heads, self.head_dim
+        qkv = self.qkv(x).reshape(B, T, 3, H, dh).permute(2, 0, 3, 1, 4)   # (3, B, H, T, dh)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        cache = _layer_cache(kv_cache)
+        if cache is not None:
+            k, v = cache.append(k, v)
+        t_k = k.shape[-2]
+        mask, additive = self._mask(x, T, t_k, key_padding_mask, attn_mask, is_causal)
+        # scale q rather than the scores: T*dh multiplications instead of T*Tk
+        scores = (q * (1.0 / math.sqrt(dh))) @ k.swapaxes(-1, -2)           # (B, H, Tq, Tk)
+        if additive is not None:
+            scores = scores + additive
+        if self.on_scores is not None:
+            self.on_scores(scores)
+        weights = F.softmax(scores, -1, mask=mask)
+        if self.on_weights is not None:
+            self.on_weights(weights)
+        keep = need_weights or self.keep_weights
+        self.last_scores, self.last_weights = (scores, weights) if keep else (None, None)
+        weights = F.dropout(weights, self.dropout, self.training)
+        out = (weights @ v).permute(0, 2, 1, 3).reshape(B, T, self.d_model)  # merge heads
+        return self.out_proj(out)
+
+    def extra_repr(self):
+        return f"d_model={self.d_model}, n_heads={self.n_heads}, dropout={self.dropout}"

@@ -1,0 +1,269 @@
+"""The training loop, for any model: batches in, loss out; eval, checkpoints, resume, a NaN guard.
+
+    trainer = Trainer(model, optimizer, batch_fn=lambda rng: lm_batches(ids, 32, 128, rng),
+                      loss_fn=lambda model, batch: model.loss(*batch), steps=1000,
+                      schedule=sched, eval_fn=my_eval, eval_every=100, out_dir="runs/gpt")
+    history = trainer.fit()              # or trainer.fit(resume=True) after an interruption
+
+Each step: draw a batch from `batch_fn(rng)` (rng is the trainer's NumPy generator),
+forward + backward, clip the gradient norm, advance the schedule, update. Every
+`eval_every` steps and at the end: `eval_fn(model)` in eval mode without gradients, then
+a checkpoint in `out_dir/checkpoint` (atomic; see tinygrad_attn.checkpoint).
+
+What a checkpoint holds, so that `fit(resume=True)` continues bit for bit on the CPU:
+weights, optimizer moments, schedule position, the batch generator's state, the
+backend generator's state (dropout), and the step. `metrics.jsonl` gets one JSON line
+per step: step, loss, lr, grad_norm, time, tokens_per_s, and eval_loss/eval_ppl at evals.
+
+Non-finite guard: a NaN/inf loss or gradient norm stops training with NonFiniteError
+before the update, and before any save, so the last checkpoint stays the last good one.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import checkpoint
+from .autograd import no_grad
+from .backend import get_backend
+from .errors import CheckpointError, TinygradAttnError
+from .optim import clip_grad_norm_
+
+CHECKPOINT_DIR = "checkpoint"
+METRICS_FILE = "metrics.jsonl"
+
+
+class NonFiniteError(TinygradAttnError, FloatingPointError):
+    """The loss or the gradient norm became NaN or infinite; training stopped without updating."""
+
+
+def _rng_state(generator):
+    """A JSON-able snapshot of a NumPy Generator's state (None where the generator has none, e.g. CuPy)."""
+    try:
+        state = generator.bit_generator.state
+        json.dumps(state)
+        return state
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def _set_rng_state(generator, state) -> None:
+    if state is not None:
+        generator.bit_generator.state = state
+
+
+def _default_loss(model, batch):
+    return model.loss(*batch)
+
+
+def _batch_tokens(batch) -> int:
+    first = batch[0] if isinstance(batch, (tuple, list)) else batch
+    return int(getattr(first, "size", 0))
+
+
+class Trainer:
+    """Trains `model` with `optimizer` for `steps` steps (see the module docstring).
+
+    batch_fn(rng) -> batch; loss_fn(model, batch) -> scalar Tensor (default model.loss(*batch));
+    eval_fn(model) -> float (held-out loss) or dict of floats with "eval_loss".
+    `extra` (JSON-able) is saved in every checkpoint, e.g. the model config.
+    `progress`: a tqdm bar (default: only when stderr is a terminal); without the bar a
+    line is printed every `log_every` steps. `print_fn` receives those lines.
+    """
+
+    def __init__(self, model, optimizer, batch_fn: Callable, loss_fn: Callable | None = None, *, steps: int,
+                 schedule=None, eval_fn: Callable | None = None, eval_every: int = 100, out_dir=None,
+                 grad_clip: float | None = 1.0, seed: int = 0, extra: dict | None = None,
+                 log_every: int | None = None, progress: bool | None = None, desc: str = "train",
+                 print_fn: Callable = print):
+        if steps < 1 or eval_every < 1:
+            raise ValueError(f"Trainer: steps and eval_every must be >= 1, got {steps} and {eval_every}")
+        self.model, self.optimizer, self.schedule = model, optimizer, schedule
+        self.batch_fn, self.loss_fn = batch_fn, loss_fn or _default_loss
+        self.eval_fn, self.eval_every, self.steps = eval_fn, eval_every, steps
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.grad_clip = grad_clip
+        self.rng = np.random.default_rng(seed)
+        self.extra = dict(extra or {})
+        self.log_every = log_every or max(1, steps // 10)
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.desc, self.print = desc, print_fn
+        self.step = 0
+        self.elapsed = 0.0               # seconds of training, summed over resumed runs
+        self.last_checkpoint_step = None
+        self.history: list[dict] = []
+        self.params = [p for p in model.parameters() if p.requires_grad]
+
+    # ---------------------------------------------------------------- paths and state
+
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return None if self.out_dir is None else self.out_dir / CHECKPOINT_DIR
+
+    def _backend_rng(self):
+        return get_backend(self.model.device).rng
+
+    def _trainer_state(self) -> dict:
+        return {"step": self.step, "elapsed": self.elapsed, "batch_rng": _rng_state(self.rng),
+                "backend_rng": _rng_state(self._backend_rng()), "device": self.model.device}
+
+    def save(self) -> None:
+        if self.checkpoint_path is None:
+            return
+        checkpoint.save(self.checkpoint_path, self.model, self.optimizer,
+                        extra={**self.extra, "trainer": self._trainer_state()}, scheduler=self.schedule)
+        self.last_checkpoint_step = self.step
+
+    def _resume(self) -> None:
+        path = self.checkpoint_path
+        if path is None or not checkpoint.exists(path):
+            raise CheckpointError(f"resume: no checkpoint to resume from at {path}; train without resume first")
+        extra = checkpoint.load(path, self.model, self.optimizer, scheduler=self.schedule)
+        state = extra.get("trainer")
+        if state is None:
+            raise CheckpointError(f"resume: checkpoint {path} was not written by a Trainer (no 'trainer' entry)")
+        self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+        self.last_checkpoint_step = self.step
+        _set_rng_state(self.rng, state["batch_rng"])
+        if state.get("device") == self.model.device:
+            _set_rng_state(self._backend_rng(), state["backend_rng"])
+        if self.schedule is not None and getattr(self.schedule, "total_steps", self.steps) != self.steps:
+            self.schedule.total_steps = self.steps   # asked for more (or fewer) steps than the first run
+        self._truncate_metrics()
+
+    def _truncate_metrics(self) -> None:
+        """Drop metric lines written after the checkpoint we resume from (they will be redone)."""
+        file = self.out_dir / METRICS_FILE
+        if not file.exists():
+            return
+        kept = [line for line in file.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= self.step]
+        file.write_text("".join(line + "\n" for line in kept))
+
+    # ---------------------------------------------------------------- one step, one eval
+
+    def _fail(self, what: str, value: float, loss: float) -> None:
+        where = (f"the last good checkpoint is {self.checkpoint_path} (step {self.last_checkpoint_step})"
+                 if self.last_checkpoint_step is not None else "no checkpoint was written yet")
+        raise NonFiniteError(
+            f"step {self.step + 1}: the {what} is {value} (loss {loss}); the update was skipped and nothing "
+            f"was saved; {where}. Try a lower learning rate or stronger gradient clipping.")
+
+    def train_step(self) -> dict:
+        """One update; returns its metrics (loss, lr, grad_norm)."""
+        batch = self.batch_fn(self.rng)
+        self.optimizer.zero_grad()
+        loss = self.loss_fn(self.model, batch)
+        loss_value = float(loss.item())
+        if not math.isfinite(loss_value):
+            self._fail("loss", loss_value, loss_value)
+        loss.backward()
+        grad_norm = clip_grad_norm_(self.params, self.grad_clip if self.grad_clip else math.inf)
+        if not math.isfinite(grad_norm):
+            self._fail("gradient norm", grad_norm, loss_value)
+        if self.schedule is not None:
+            self.schedule.step()   # the lr for this update: warm-up starts above 0
+        self.optimizer.step()
+        self.step += 1
+        return {"loss": loss_value, "lr": float(self.optimizer.param_groups[0]["lr"]), "grad_norm": float(grad_norm),
+                "tokens": _batch_tokens(batch)}
+
+    def evaluate(self) -> dict:
+        """Run eval_fn in eval mode without gradients; {"eval_loss", "eval_ppl", ...}."""
+        if self.eval_fn is None:
+            return {}
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with no_grad():
+                result = self.eval_fn(self.model)
+        finally:
+            self.model.train(was_training)
+        result = {"eval_loss": float(result)} if not isinstance(result, dict) else dict(result)
+        loss = result.get("eval_loss")
+        if loss is not None:
+            if not math.isfinite(loss):
+                self._fail("held-out loss", loss, loss)
+            result.setdefault("eval_ppl", math.exp(min(loss, 50.0)))
+        return result
+
+    # ---------------------------------------------------------------- the loop
+
+    def fit(self, resume: bool = False, until: int | None = None) -> list[dict]:
+        """Train to `steps` (or stop early after step `until`, saving there); return the step records."""
+        if resume:
+            self._resume()
+        if self.out_dir is not None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        stop = self.steps if until is None else min(until, self.steps)
+        metrics = open(self.out_dir / METRICS_FILE, "a") if self.out_dir is not None else None
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=self.steps, initial=self.step, desc=self.desc, dynamic_ncols=True, file=sys.stderr)
+        say = bar.write if bar is not None else self.print
+        window_tokens, window_time, window_losses = 0, 0.0, []
+        self.model.train()
+        try:
+            while self.step < stop:
+                t0 = time.perf_counter()
+                record = self.train_step()
+                dt = time.perf_counter() - t0
+                self.elapsed += dt
+                tokens = record.pop("tokens")
+                window_tokens, window_time = window_tokens + tokens, window_time + dt
+                window_losses.append(record["loss"])
+                record = {"step": self.step, **record, "time": round(self.elapsed, 3),
+                          "tokens_per_s": round(tokens / dt, 1) if dt > 0 else None}
+                boundary = self.step % self.eval_every == 0 or self.step == stop
+                if boundary:
+                    record.update(self.evaluate())
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.1e}",
+                                    tok_s=f"{window_tokens / max(window_time, 1e-9):,.0f}", refresh=False)
+                if self.step % self.log_every == 0 or boundary:
+                    line = (f"step {self.step:>5}/{self.steps}  loss {np.mean(window_losses):.4f}  "
+                            f"lr {record['lr']:.2e}  {window_tokens / max(window_time, 1e-9):,.0f} tok/s  "
+                            f"{self.elapsed:.0f}s")
+                    if "eval_loss" in record:
+                        line += f"  eval_loss {record['eval_loss']:.4f}  ppl {record['eval_ppl']:.2f}"
+                    if bar is None or "eval_loss" in record:
+                        say(line)
+                    window_tokens, window_time, window_losses = 0, 0.0, []
+                self.history.append(record)
+                if metrics is not None:
+                    metrics.write(json.dumps(record) + "\n")
+                    metrics.flush()
+                if boundary:
+                    self.save()
+        except KeyboardInterrupt:
+            where = (f"resume from step {self.last_checkpoint_step} with resume=True (--resume)"
+                     if self.last_checkpoint_step is not None else "no checkpoint was written")
+            say(f"interrupted at step {self.step}; {where}")
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+            if metrics is not None:
+                metrics.close()
+        return self.history
+
+
+def train(model, optimizer, batch_fn, loss_fn=None, *, steps: int, resume: bool = False, **kwargs) -> list[dict]:
+    """Build a Trainer and fit it: `train(model, opt, batch_fn, steps=500, out_dir="runs/x")`."""
+    return Trainer(model, optimizer, batch_fn, loss_fn, steps=steps, **kwargs).fit(resume=resume)
+
+
+def read_metrics(out_dir) -> list[dict]:
+    """The records of `out_dir/metrics.jsonl`, in order."""
+    file = Path(out_dir) / METRICS_FILE
+    if not file.exists():
+        return []
+    return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
