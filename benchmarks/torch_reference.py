@@ -60,6 +60,24 @@ class TinyTransformer(tnn.Module):
         return self.ln(x) @ self.tok.weight.T
 
 
+class TinyMaskedLM(TinyTransformer):
+    """The encoder with BERT's MLM head (dense, GELU, LayerNorm, tied decoder + bias),
+    run only on the masked rows, as models/encoder.py does."""
+
+    def __init__(self, vocab, d, h, layers, seq_len):
+        super().__init__(vocab, d, h, layers, seq_len, causal=False)
+        self.head = tnn.Sequential(tnn.Linear(d, d), tnn.GELU(approximate="tanh"), tnn.LayerNorm(d))
+        self.head_bias = tnn.Parameter(torch.zeros(vocab))
+
+    def loss(self, ids, labels, key_padding_mask):
+        x = self.tok(ids) + self.pos(torch.arange(ids.shape[1]))
+        for block in self.blocks:
+            x = block(x, False, key_padding_mask)
+        rows = labels != -100
+        h = self.head(self.ln(x)[rows])
+        return tF.cross_entropy(h @ self.tok.weight.T + self.head_bias, labels[rows])
+
+
 def make_step(case, vocab, d, h, layers, seq_len, batch, seed=0):
     """A closure running one training step (forward, backward, AdamW) on fixed random data."""
     torch.manual_seed(seed)
@@ -72,7 +90,8 @@ def make_step(case, vocab, d, h, layers, seq_len, batch, seed=0):
             x.grad = None
             layer(x).square().mean().backward()
         return step
-    model = TinyTransformer(vocab, d, h, layers, seq_len, causal=(case == "gpt"))
+    model = TinyTransformer(vocab, d, h, layers, seq_len, causal=True) if case == "gpt" else \
+        TinyMaskedLM(vocab, d, h, layers, seq_len)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.01)
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, vocab, (batch, seq_len), generator=g)
@@ -85,8 +104,10 @@ def make_step(case, vocab, d, h, layers, seq_len, batch, seed=0):
 
     def step():
         opt.zero_grad(set_to_none=True)
-        logits = model(ids, mask)
-        loss = tF.cross_entropy(logits.reshape(-1, vocab), targets.reshape(-1), ignore_index=-100)
+        if case == "mlm":
+            loss = model.loss(ids, targets, mask)
+        else:
+            loss = tF.cross_entropy(model(ids).reshape(-1, vocab), targets.reshape(-1))
         loss.backward()
         opt.step()
         return float(loss)

@@ -114,6 +114,25 @@ def test_reduction_second_order(device, reduce, data, shape, keepdims):
     gradgradcheck(lambda x: fn(inner(x), axis, keepdims), T(a, device), atol=1e-4, rtol=1e-3)
 
 
+SHAPE_OPS = {
+    "getitem_repeats": lambda x: x[np.array([0, 2, 0, 0])],
+    "getitem_bool": lambda x: x[np.array([True, False, True])],
+    "getitem_slice": lambda x: x[1:, ::-2],
+    "gather": lambda x: x.gather(1, np.array([[0, 0], [1, 0], [1, 1]])),
+    "embedding": lambda x: F.embedding(np.array([[2, 2], [0, 1]]), x),
+    "cat_stack": lambda x: F.stack([F.cat([x, x[:, :1]], 1), F.cat([x[:, 1:], x], 1)]),
+    "split": lambda x: x.split([1, 1], axis=1)[1],
+    "permute_reshape_expand": lambda x: x.T.reshape(1, 6).expand(3, 6),
+}
+
+
+@pytest.mark.parametrize("name", list(SHAPE_OPS))
+def test_shape_ops_second_order(device, name):
+    # squared after the move, so the gradient depends on x and must flow back through the adjoint
+    x = np.random.default_rng(2).uniform(-2, 2, size=(3, 2))
+    gradgradcheck(lambda t: SHAPE_OPS[name](t) ** 2, T(x, device), atol=1e-4, rtol=1e-3)
+
+
 @fixture_ok
 @given(data=st.data(), shape=shapes(min_dims=1, **small), use_mask=st.booleans())
 def test_softmax_second_order(device, data, shape, use_mask):

@@ -312,8 +312,12 @@ class CupyFused:
         """float64 accumulates in float64, every other float in float32."""
         return np.float64 if np.dtype(dtype) == np.float64 else np.float32
 
+    def _contiguous(self, x):
+        # ascontiguousarray turns a 0-d array into shape (1,): keep the shape
+        return self.xp.ascontiguousarray(x).reshape(x.shape)
+
     def _rows(self, x):
-        x = self.xp.ascontiguousarray(x)
+        x = self._contiguous(x)
         C = x.shape[-1] if x.ndim else 1
         return x, x.size // max(C, 1), C
 
@@ -369,7 +373,7 @@ class CupyFused:
 
     def _row_backward(self, name, y, g):
         y, N, C = self._rows(y)
-        g = self.xp.ascontiguousarray(self.xp.broadcast_to(g, y.shape).astype(y.dtype, copy=False))
+        g = self._contiguous(self.xp.broadcast_to(g, y.shape).astype(y.dtype, copy=False))
         dx = self.xp.empty_like(y)
         if y.size:
             self._kernel(y.dtype, name)((N,), (_row_threads(C),), (y, g, dx, np.int32(C)))
@@ -426,7 +430,7 @@ class CupyFused:
         xp = self.xp
         x, N, C = self._rows(x)
         acc = self.acc_dtype(x.dtype)
-        g = xp.ascontiguousarray(g.astype(x.dtype, copy=False))
+        g = self._contiguous(g.astype(x.dtype, copy=False))
         mean, rstd = xp.ascontiguousarray(mean), xp.ascontiguousarray(rstd)
         dx = dw = db = None
         if need_dx:
@@ -452,7 +456,7 @@ class CupyFused:
     # ---- GELU (tanh approximation) ---------------------------------------
     def gelu(self, x):
         xp = self.xp
-        x = xp.ascontiguousarray(x)
+        x = self._contiguous(x)
         y = xp.empty_like(x)
         if x.size:
             self._kernel(x.dtype, "gelu_fwd")(*self._grid(x.size), (x, y, np.int64(x.size)))
@@ -460,8 +464,8 @@ class CupyFused:
 
     def gelu_backward(self, x, g):
         xp = self.xp
-        x = xp.ascontiguousarray(x)
-        g = xp.ascontiguousarray(xp.broadcast_to(g, x.shape).astype(x.dtype, copy=False))
+        x = self._contiguous(x)
+        g = self._contiguous(xp.broadcast_to(g, x.shape).astype(x.dtype, copy=False))
         dx = xp.empty_like(x)
         if x.size:
             self._kernel(x.dtype, "gelu_bwd")(*self._grid(x.size), (x, g, dx, np.int64(x.size)))

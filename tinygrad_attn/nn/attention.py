@@ -21,6 +21,8 @@ Looking inside (the graph stays intact, so gradients can be read too):
     dL/dweights per head, or `.register_hook(fn)`.
   - `attn.on_scores` / `attn.on_weights`: callables given the scores / weights Tensor
     on every forward (e.g. to register hooks without keeping the tensors around).
+  - `attn.on_qkv`: a callable given (q, k, v), each (B, H, T, dh), on every forward (k
+    and v include cached positions); hook them to read dL/dq, dL/dk, dL/dv per head.
 """
 from __future__ import annotations
 
@@ -130,7 +132,7 @@ class MultiHeadAttention(Module):
         self.qkv = Linear(d_model, 3 * d_model, bias=bias, init_std=init_std)
         self.out_proj = Linear(d_model, d_model, bias=bias, init_std=init_std if out_init_std is None else out_init_std)
         self.keep_weights = False
-        self.on_scores = self.on_weights = None
+        self.on_scores = self.on_weights = self.on_qkv = None
         self.last_scores = self.last_weights = None
 
     def _mask(self, x, t_q, t_k, key_padding_mask, attn_mask, is_causal):
@@ -164,6 +166,8 @@ class MultiHeadAttention(Module):
         cache = _layer_cache(kv_cache)
         if cache is not None:
             k, v = cache.append(k, v)
+        if self.on_qkv is not None:
+            self.on_qkv(q, k, v)
         t_k = k.shape[-2]
         mask, additive = self._mask(x, T, t_k, key_padding_mask, attn_mask, is_causal)
         # scale q rather than the scores: T*dh multiplications instead of T*Tk

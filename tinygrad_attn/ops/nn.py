@@ -16,6 +16,9 @@ class Softmax(Function):
     def forward(self, a, axis, mask=None):
         xp = self.xp
         self.axis = axis
+        if a.ndim == 0:  # one entry is its own distribution (and CuPy has no axis 0 on 0-d arrays)
+            one = xp.ones_like(a)
+            return one if mask is None else xp.where(mask, one, xp.zeros_like(a))
         fused = fused_kernels(self, a)
         if fused is not None and axis == a.ndim - 1:
             return fused.softmax(a, mask)
@@ -43,6 +46,8 @@ class LogSoftmax(Function):
     def forward(self, a, axis):
         xp = self.xp
         self.axis = axis
+        if a.ndim == 0:  # log of a one-entry distribution (CuPy has no axis 0 on 0-d arrays)
+            return xp.zeros_like(a)
         fused = fused_kernels(self, a)
         if fused is not None and axis == a.ndim - 1:
             return fused.log_softmax(a)
