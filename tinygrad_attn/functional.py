@@ -284,8 +284,12 @@ def linear(x, weight, bias=None):
     """x @ weight.T + bias, with weight of shape (out_features, in_features) as in PyTorch."""
     if x.shape[-1] != weight.shape[-1]:
         raise ShapeError(f"linear: input has {x.shape[-1]} features (shape {x.shape}) but the weight {weight.shape} expects {weight.shape[-1]}")
-    y = matmul(x, weight.T)
-    return y + bias if bias is not None else y
+    if weight.ndim != 2 or x.ndim == 0 or (bias is not None and bias.shape != weight.shape[:1]):
+        raise ShapeError(f"linear: expected weight (out, in), bias (out,) and input (..., in), got weight "
+                         f"{weight.shape}, bias {None if bias is None else bias.shape}, input {x.shape}")
+    if bias is None:
+        return L.Linear.apply(x, weight)
+    return L.Linear.apply(x, weight, bias)
 
 
 # ---------------------------------------------------------------- shapes

@@ -161,16 +161,53 @@ class GeluTanh(Function):
         fused = fused_kernels(self, a)
         if fused is not None:
             return fused.gelu(a)
-        return 0.5 * a * (1 + xp.tanh(_SQRT_2_OVER_PI * (a + _GELU_C * a * a * a)))
+        # in place, one temporary: this runs on the widest activation of every block
+        u = a * a
+        u *= _GELU_C
+        u += 1
+        u *= a
+        u *= _SQRT_2_OVER_PI
+        xp.tanh(u, out=u)
+        u += 1
+        u *= a
+        u *= 0.5
+        return u
 
     def backward(self, g):
         x = self.inputs[0]
         fused = fused_kernels(self, x.data, g.data)
         if fused is not None and not is_grad_enabled():
             return (const(g, fused.gelu_backward(x.data, g.data)),)
+        if not is_grad_enabled():
+            return (const(g, _gelu_tanh_grad(self.xp, x.data, g.data)),)
+        # composite form, so that the gradient itself can be differentiated
         t = (_SQRT_2_OVER_PI * (x + _GELU_C * x * x * x)).tanh()
         dt = _SQRT_2_OVER_PI * (1 + 3 * _GELU_C * x * x)
         return (g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * dt),)
+
+
+def _gelu_tanh_grad(xp, x, g):
+    """g * d gelu_tanh / dx on arrays, in place (3 temporaries instead of ~12):
+    d/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) dt, t = tanh(k0 (x + c x^3)), dt = k0 (1 + 3 c x^2)."""
+    x2 = x * x
+    t = x2 * _GELU_C
+    t += 1
+    t *= x
+    t *= _SQRT_2_OVER_PI
+    xp.tanh(t, out=t)
+    x2 *= 3 * _GELU_C  # x2 becomes dt
+    x2 += 1
+    x2 *= _SQRT_2_OVER_PI
+    w = t * t
+    xp.subtract(1, w, out=w)
+    w *= x
+    w *= x2
+    w *= 0.5
+    t += 1
+    t *= 0.5
+    t += w
+    t *= g
+    return t
 
 
 class GeluExact(Function):

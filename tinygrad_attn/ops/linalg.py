@@ -20,3 +20,24 @@ class MatMul(Function):
         else:
             gb = a.swapaxes(-1, -2) @ g
         return ga, gb
+
+
+class Linear(Function):
+    """x @ weight.T (+ bias) with weight (out, in), as PyTorch's addmm: the bias is added in
+    place into the product instead of through a second full-size temporary."""
+
+    def forward(self, x, weight, bias=None):
+        out = self.xp.matmul(x.reshape(-1, x.shape[-1]), weight.T)
+        if bias is not None:
+            out += bias
+        return out.reshape(x.shape[:-1] + weight.shape[:1])
+
+    def backward(self, g):
+        x, weight = self.inputs[:2]
+        g2 = g.reshape(-1, g.shape[-1])
+        gx = g @ weight if x.requires_grad else None
+        gw = g2.T @ x.reshape(-1, x.shape[-1]) if weight.requires_grad else None
+        if len(self.inputs) == 2:
+            return gx, gw
+        gb = g2.sum(axis=0) if self.inputs[2].requires_grad else None
+        return gx, gw, gb

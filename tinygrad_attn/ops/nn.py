@@ -22,12 +22,16 @@ class Softmax(Function):
         fused = fused_kernels(self, a)
         if fused is not None and axis == a.ndim - 1:
             return fused.softmax(a, mask)
+        # one full-size temporary, then everything in place: scores are the biggest arrays
+        # of attention (B x H x T x T)
         if mask is not None:
-            a = xp.where(mask, a, xp.asarray(-xp.inf, dtype=a.dtype))
-        m = xp.max(a, axis=axis, keepdims=True)
-        if mask is not None:
+            e = xp.where(mask, a, xp.asarray(-xp.inf, dtype=a.dtype))
+            m = xp.max(e, axis=axis, keepdims=True)
             m = xp.where(xp.isfinite(m), m, xp.asarray(0, dtype=a.dtype))
-        e = xp.exp(a - m)
+            e -= m
+        else:
+            e = a - xp.max(a, axis=axis, keepdims=True)
+        xp.exp(e, out=e)
         s = xp.sum(e, axis=axis, keepdims=True)
         if mask is not None:
             s = xp.where(s > 0, s, xp.asarray(1, dtype=a.dtype))  # empty rows: 0 / 1 = 0
@@ -39,6 +43,11 @@ class Softmax(Function):
         fused = fused_kernels(self, y.data, g.data)
         if fused is not None and self.axis == y.ndim - 1 and not is_grad_enabled():
             return (const(g, fused.softmax_backward(y.data, g.data)),)
+        if not is_grad_enabled():  # the same formula on arrays, with two temporaries
+            dot = self.xp.sum(g.data * y.data, axis=self.axis, keepdims=True)
+            out = g.data - dot
+            out *= y.data
+            return (const(g, out),)
         return (y * (g - (g * y).sum(axis=self.axis, keepdims=True)),)
 
 
@@ -152,13 +161,14 @@ class LayerNorm(Function):
             y, mean, rstd = self.fused.layer_norm(x, weight, bias, eps)
             self.saved = (mean, rstd)  # per row; xhat is recomputed in backward
             return y
-        mean = xp.mean(x, axis=-1, keepdims=True)
-        centered = x - mean
-        var = xp.mean(centered * centered, axis=-1, keepdims=True)
+        xhat = x - xp.mean(x, axis=-1, keepdims=True)
+        var = xp.mean(xp.square(xhat), axis=-1, keepdims=True)
         rstd = 1.0 / xp.sqrt(var + eps)
-        xhat = centered * rstd
+        xhat *= rstd  # in place: centered becomes xhat
         self.saved = (xhat, rstd)
-        return xhat * weight + bias
+        y = xhat * weight
+        y += bias
+        return y
 
     def backward(self, g):
         xp = self.xp
@@ -173,9 +183,11 @@ class LayerNorm(Function):
         gx = None
         if x.requires_grad:
             gxhat = gd * weight.data
-            gx = rstd * (gxhat - xp.mean(gxhat, axis=-1, keepdims=True)
-                         - xhat * xp.mean(gxhat * xhat, axis=-1, keepdims=True))
-            gx = const(g, gx)
+            proj = xhat * xp.mean(gxhat * xhat, axis=-1, keepdims=True)
+            gxhat -= xp.mean(gxhat, axis=-1, keepdims=True)
+            gxhat -= proj
+            gxhat *= rstd  # in place: gxhat becomes gx
+            gx = const(g, gxhat)
         gw = const(g, xp.sum(gd * xhat, axis=lead)) if weight.requires_grad else None
         gb = const(g, xp.sum(gd, axis=lead)) if bias.requires_grad else None
         return gx, gw, gb
