@@ -161,6 +161,8 @@ class GeluTanh(Function):
         fused = fused_kernels(self, a)
         if fused is not None:
             return fused.gelu(a)
+        if a.ndim == 0:  # NumPy gives scalars, not arrays, for 0-d arithmetic: no in-place ops
+            return self.forward(a.reshape(1)).reshape(())
         # in place, one temporary: this runs on the widest activation of every block
         u = a * a
         u *= _GELU_C
@@ -189,6 +191,8 @@ class GeluTanh(Function):
 def _gelu_tanh_grad(xp, x, g):
     """g * d gelu_tanh / dx on arrays, in place (3 temporaries instead of ~12):
     d/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) dt, t = tanh(k0 (x + c x^3)), dt = k0 (1 + 3 c x^2)."""
+    if x.ndim == 0:  # 0-d arithmetic gives NumPy scalars, which cannot be updated in place
+        return _gelu_tanh_grad(xp, x.reshape(1), g.reshape(1)).reshape(())
     x2 = x * x
     t = x2 * _GELU_C
     t += 1
