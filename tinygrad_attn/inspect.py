@@ -9,19 +9,26 @@
     dq, dk, dv = cap.qkv_grads["blocks.0.attn"]   # each (B, H, T, dh): dL/dq, dL/dk, dL/dv
     cap.layer_outputs["blocks.1"]            # (B, T, d): what the block wrote to the residual stream
     cap.grad_norms()                         # {"blocks.0.attn.qkv.weight": 0.31, ...} per parameter
+    cap.layer_grad_norms()                   # {"tok_emb": ..., "blocks.0": ..., ...} per layer
     cap.head_grad_norms()                    # {"blocks.0.attn": array of H norms, ...}
 
 How: for every MultiHeadAttention the block sets its `on_qkv` / `on_scores` /
 `on_weights` callbacks, which copy the values and register gradient hooks on those
 tensors; for every layer whose output is kept (TransformerBlock and MultiHeadAttention by
-default) it wraps that instance's `forward`. Hooks only read: they return None, so
+default) it wraps that instance's `forward`; every parameter gets a gradient hook, so
+`cap.param_grads` holds the gradient of the backward passes run inside the block (not
+what `.grad` had accumulated before, and unchanged by a later zero_grad or step).
+Hooks only read: they return None, so
 the loss and every gradient are bit for bit those of a run without capture. Outside
 the block nothing is installed, so it costs nothing; on exit every callback and
 `forward` is put back as it was (a capture nests inside another one, or inside a
 user's own callbacks, which keep being called).
 
 What is kept is the last forward of each layer inside the block (NumPy copies, on the
-host); its gradients arrive when backward runs, inside or after the block.
+host); its gradients arrive when backward runs, inside or after the block (parameter
+gradients only inside: their hooks are removed on exit; the norm methods then read
+the parameters' live `.grad`). The functions `grad_norms(model)`,
+`layer_grad_norms(model)` and `head_grad_norms(model)` read `.grad` without a capture.
 """
 from __future__ import annotations
 
@@ -53,6 +60,8 @@ class Capture:
     score_grads / weight_grads: dL/dscores and dL/dweights, same shape (filled by backward).
     qkv: layer -> (q, k, v), each (B, H, T, dh); qkv_grads: layer -> (dq, dk, dv).
     layer_outputs: layer -> its output (B, T, d); output_grads: layer -> dL/d(output).
+    param_grads: parameter name -> its gradient from the backward passes inside the block.
+    The norm methods use param_grads when it holds anything, else the live `.grad`.
     """
 
     def __init__(self, model: Module):
@@ -63,6 +72,7 @@ class Capture:
         self.score_grads, self.weight_grads = {}, {}
         self.qkv, self._qkv_grads = {}, {}
         self.layer_outputs, self.output_grads = {}, {}
+        self.param_grads = {}
 
     @property
     def qkv_grads(self) -> dict:
@@ -86,14 +96,22 @@ class Capture:
 
     # ---------------------------------------------------------------- gradient norms (read from .grad now)
 
+    def _keep_param_grad(self, name: str, g) -> None:
+        g = _host(g)
+        previous = self.param_grads.get(name)
+        self.param_grads[name] = g if previous is None else previous + g   # two backwards: their sum, as .grad
+
+    def _grads(self):
+        return self.param_grads or None
+
     def grad_norms(self) -> dict:
-        return grad_norms(self.model)
+        return grad_norms(self.model, self._grads())
 
     def layer_grad_norms(self) -> dict:
-        return layer_grad_norms(self.model)
+        return layer_grad_norms(self.model, self._grads())
 
     def head_grad_norms(self, by_part: bool = False) -> dict:
-        return head_grad_norms(self.model, by_part)
+        return head_grad_norms(self.model, by_part, self._grads())
 
     def qkv_grad_norms(self) -> dict:
         """layer -> (3, H) array: the norms of dL/dq, dL/dk, dL/dv per head (over batch, positions, dh)."""
@@ -143,6 +161,9 @@ def capture(model: Module, layers=None, enabled: bool = True):
             name = _name(name, m)
             cap.output_layers.append(name)
             restore.append(_wrap_forward(cap, name, m))
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                restore.append(p.register_hook(lambda g, name=name: cap._keep_param_grad(name, g)).remove)
         yield cap
     finally:
         for undo in reversed(restore):
@@ -194,29 +215,32 @@ def _wrap_forward(cap: Capture, name: str, m: Module):
 
 # -------------------------------------------------------------------- gradient norms of a model
 
-def _norm(t) -> float:
-    g = t.grad.numpy().astype(np.float64)
-    return float(np.sqrt((g * g).sum()))
+def _read_grads(model: Module, grads) -> dict:
+    """name -> float64 gradient array: from `grads` if given, else each parameter's .grad."""
+    if grads is None:
+        grads = {n: p.grad.numpy() for n, p in model.named_parameters() if p.grad is not None}
+    return {n: np.asarray(g, dtype=np.float64) for n, g in grads.items()}
 
 
-def grad_norms(model: Module) -> dict:
-    """parameter name -> L2 norm of its .grad (parameters without a gradient are left out)."""
-    return {n: _norm(p) for n, p in model.named_parameters() if p.grad is not None}
+def grad_norms(model: Module, grads: dict | None = None) -> dict:
+    """parameter name -> L2 norm of its gradient (.grad, or `grads[name]`); those without one are left out."""
+    return {n: float(np.sqrt((g * g).sum())) for n, g in _read_grads(model, grads).items()}
 
 
-def layer_grad_norms(model: Module) -> dict:
+def layer_grad_norms(model: Module, grads: dict | None = None) -> dict:
     """Gradient norm per layer, in model order: each TransformerBlock, and each other top-level part.
 
     A layer's norm is the L2 norm of all its parameters' gradients together, so the
     squares of these add up to the squared global gradient norm.
     """
     blocks = [n for n, m in model.named_modules() if isinstance(m, TransformerBlock) and n]
+    norms = grad_norms(model, grads)
     squares = {}
-    for n, p in model.named_parameters():
-        if p.grad is None:
+    for n, _ in model.named_parameters():
+        if n not in norms:
             continue
-        owner = next((b for b in blocks if n.startswith(b + ".")), n.split(".")[0] if "." in n else n)
-        squares[owner] = squares.get(owner, 0.0) + _norm(p) ** 2
+        owner = next((b for b in blocks if n.startswith(b + ".")), n.split(".")[0])
+        squares[owner] = squares.get(owner, 0.0) + norms[n] ** 2
     return {k: math.sqrt(v) for k, v in squares.items()}
 
 
@@ -241,7 +265,7 @@ def _head_slices(m: MultiHeadAttention):
     return {"q": (m.qkv, qkv_part(0)), "k": (m.qkv, qkv_part(1)), "v": (m.qkv, qkv_part(2)), "out": (m.out_proj, out_part)}
 
 
-def head_grad_norms(model: Module, by_part: bool = False) -> dict:
+def head_grad_norms(model: Module, by_part: bool = False, grads: dict | None = None) -> dict:
     """Per attention layer, the norm of the slice of its weight gradients that belongs to each head.
 
     Head h owns the rows of the QKV projection that produce its q, k and v (with their
@@ -250,15 +274,16 @@ def head_grad_norms(model: Module, by_part: bool = False) -> dict:
     arrays. Summed over heads, the squares give the squared norm of those gradients
     (all of qkv.weight, qkv.bias and out_proj.weight; out_proj.bias is shared by all heads).
     """
+    grads = _read_grads(model, grads)
     out = {}
     for name, m in model.named_modules():
-        if not isinstance(m, MultiHeadAttention) or m.qkv.weight.grad is None or m.out_proj.weight.grad is None:
+        dot = f"{name}." if name else ""
+        if not isinstance(m, MultiHeadAttention) or not {dot + "qkv.weight", dot + "out_proj.weight"} <= set(grads):
             continue
         parts = {}
         for part, (linear, take) in _head_slices(m).items():
-            w = linear.weight.grad.numpy().astype(np.float64)
-            b = None if linear.bias is None or linear.bias.grad is None else linear.bias.grad.numpy().astype(np.float64)
-            parts[part] = take(w, b)
+            which = "qkv" if linear is m.qkv else "out_proj"
+            parts[part] = take(grads[f"{dot}{which}.weight"], grads.get(f"{dot}{which}.bias"))
         parts["total"] = sum(parts.values())
         parts = {k: np.sqrt(v) for k, v in parts.items()}
         out[_name(name, m)] = parts if by_part else parts["total"]
