@@ -117,7 +117,8 @@ def key_padding_demo():
         (y * tga.tensor(real[..., None].astype(np.float32))).sum().backward()   # loss on real tokens only
     dq, dk, dv = (g[0] for g in cap.qkv_grads["MultiHeadAttention"])            # (H, T, dh), item 0
     ds = cap.score_grads["MultiHeadAttention"][0]
-    print(f"\nkey padding (item 0, tokens 4-5 are [PAD]): dL/dscores on padded keys max |.| {np.abs(ds[..., 4:]).max():.1f}; "
+    print(f"\nkey padding (item 0, tokens 4-5 are [PAD]): "
+          f"dL/dscores on padded keys max |.| {np.abs(ds[..., 4:]).max():.1f}; "
           f"dL/dk and dL/dv of padded tokens max |.| {max(np.abs(dk[:, 4:]).max(), np.abs(dv[:, 4:]).max()):.1f}; "
           f"real tokens: {max(np.abs(dk[:, :4]).max(), np.abs(dv[:, :4]).max()):.2e}; "
           f"dL/dx of padded tokens {np.abs(x.grad.numpy()[0, 4:]).max():.1f} (nothing downstream reads them)")
@@ -127,32 +128,36 @@ def key_padding_demo():
 
 def scaling_experiment(args, out, plots):
     print("\n== 2. why divide the scores by sqrt(d_k) ==")
-    print("q, k, v ~ N(0, 1), T = 16 tokens, L = sum(softmax(S) V * G) for a random G; mean over 8 draws")
+    print("q, k, v ~ N(0, 1), T = 16 tokens; L = sum(softmax(S) V * G), G ~ N(0, 1/d_k) so that dL/dA has the same")
+    print("size at every d_k; 'one-hot' = share of rows whose largest weight is > 0.99; mean over 8 draws")
     dims = [4, 16, 64, 256] if args.quick else [4, 16, 64, 256, 1024]
     rng = np.random.default_rng(0)
-    rows, table = {"scaled": [], "unscaled": []}, []
-    print(f"{'d_k':>6} | {'std(S)':>7} {'max a':>6} {'|dL/dS|':>9} {'|dL/dq|':>9}   scaled by 1/sqrt(d_k)"
-          f" | {'std(S)':>7} {'max a':>6} {'|dL/dS|':>9} {'|dL/dq|':>9}   unscaled")
+    rows = {"scaled": [], "unscaled": []}
+    head = f"{'std(S)':>7} {'one-hot':>8} {'|dL/dS|':>9}"
+    print(f"{'':>6} | {'S = Q K^T / sqrt(d_k)':^26} | {'S = Q K^T (no scale)':^26}")
+    print(f"{'d_k':>6} | {head} | {head}")
     for d in dims:
         line = f"{d:>6}"
         for kind in ("scaled", "unscaled"):
             stats = []
             for _ in range(8):
                 q, k, v = (tga.tensor(rng.standard_normal((16, d)), requires_grad=True) for _ in range(3))
-                g = tga.tensor(rng.standard_normal((16, d)))
+                g = tga.tensor(rng.standard_normal((16, d)) / math.sqrt(d))
                 scale = 1.0 / math.sqrt(d) if kind == "scaled" else 1.0
                 scores = q @ k.T * scale
                 scores.retain_grad()
                 weights = scores.softmax(-1)
                 (weights @ v * g).sum().backward()
-                stats.append((scores.numpy().std(), weights.numpy().max(-1).mean(), norm(scores.grad.numpy()),
-                              norm(q.grad.numpy())))
-            s_std, a_max, ds, dq = np.mean(stats, axis=0)
+                stats.append((scores.numpy().std(), (weights.numpy().max(-1) > 0.99).mean(),
+                              norm(scores.grad.numpy())))
+            s_std, one_hot, ds = np.mean(stats, axis=0)
             rows[kind].append(ds)
-            line += f" | {s_std:7.2f} {a_max:6.2f} {ds:9.3e} {dq:9.3e}  "
+            line += f" | {s_std:7.2f} {one_hot:8.0%} {ds:9.3e}"
         print(line)
-    print("scaled: the scores keep unit spread and the gradient reaching them stays the same size at every d_k;")
-    print("unscaled: std(S) grows like sqrt(d_k), the softmax turns one-hot and dL/dS shrinks toward 0.")
+    print("scaled: the scores keep unit spread and the gradient reaching them keeps its size at every d_k;")
+    print("unscaled: std(S) grows like sqrt(d_k), more and more rows turn one-hot, and dL/dS shrinks: "
+          f"{rows['unscaled'][0] / rows['unscaled'][-1]:.0f}x smaller at d_k={dims[-1]} than at d_k={dims[0]}, "
+          f"against {rows['scaled'][0] / rows['scaled'][-1]:.1f}x with the scale.")
     if plots is not None:
         return [plots.plot_curves(dims, {"S = QK^T / sqrt(d_k)": rows["scaled"], "S = QK^T": rows["unscaled"]},
                                   out / "scaling.png", xlabel="d_k", ylabel="|dL/dscores|", logx=True, logy=True,

@@ -1,4 +1,4 @@
-"""Self-attention by hand on "The cat sat on the mat.": embeddings, Q/K/V, scores, softmax, weighted sum, then multi-head.
+"""Self-attention by hand on "The cat sat on the mat.": Q/K/V, scores, softmax, weighted sum, then multi-head.
 
     python examples/self_attention_walkthrough.py                 # every step printed, heatmaps in runs/walkthrough
     python examples/self_attention_walkthrough.py --quick --out /tmp/walk
@@ -153,7 +153,7 @@ def main(argv=None):
     w_heads = cap.attention_weights["MultiHeadAttention"][0]          # (H, T, T)
     for h in range(N_HEADS):
         show(f"head {h} weights", w_heads[h])
-    # dL/dscores from the captured weights and dL/dweights, by the softmax formula: the capture's own dL/dscores must agree
+    # dL/dscores by the softmax formula from the captured weights and dL/dweights: must equal the captured dL/dscores
     dw = cap.weight_grads["MultiHeadAttention"][0]
     ds = w_heads * (dw - (dw * w_heads).sum(-1, keepdims=True))
     print(f"  captured dL/dscores vs softmax formula on captured weights: max |difference| = "
@@ -169,7 +169,8 @@ def main(argv=None):
     # ---------------------------------------------------------------- 9. heatmaps
     try:
         from tinygrad_attn import plots
-        paths = [plots.plot_attention(a, words, out / "single_head.png", title="one head, A = softmax(Q K^T / sqrt(d_k))"),
+        paths = [plots.plot_attention(a, words, out / "single_head.png",
+                                      title="one head, A = softmax(Q K^T / sqrt(d_k))"),
                  plots.plot_attention(w_heads, words, out / "multi_head.png", title=f"{N_HEADS} heads")]
         print("\nheatmaps: " + ", ".join(str(p) for p in paths))
     except ImportError as e:

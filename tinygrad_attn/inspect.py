@@ -1,4 +1,4 @@
-"""Look inside a model while it runs: attention maps, gradients at the scores and at Q/K/V, layer outputs, gradient norms.
+"""Look inside a model as it runs: attention maps, gradients at the scores and Q/K/V, layer outputs, gradient norms.
 
     from tinygrad_attn import inspect
     with inspect.capture(model) as cap:
@@ -163,7 +163,7 @@ def capture(model: Module, layers=None, enabled: bool = True):
             restore.append(_wrap_forward(cap, name, m))
         for name, p in model.named_parameters():
             if p.requires_grad:
-                restore.append(p.register_hook(lambda g, name=name: cap._keep_param_grad(name, g)).remove)
+                restore.append(_hook_param(cap, name, p))
         yield cap
     finally:
         for undo in reversed(restore):
@@ -188,6 +188,17 @@ def _install_attention(cap: Capture, name: str, m: MultiHeadAttention):
 
     def undo():
         m.on_qkv, m.on_scores, m.on_weights = before
+    return undo
+
+
+def _hook_param(cap: Capture, name: str, p):
+    had_hooks = p._hooks is not None
+    handle = p.register_hook(lambda g: cap._keep_param_grad(name, g))
+
+    def undo():
+        handle.remove()
+        if not had_hooks and not p._hooks:
+            p._hooks = None   # exactly as before
     return undo
 
 
@@ -262,7 +273,8 @@ def _head_slices(m: MultiHeadAttention):
         # the output projection reads the merged heads: input column = h*dh + j; its bias belongs to no head
         return (w_grad.reshape(-1, H, dh) ** 2).sum(axis=(0, 2))
 
-    return {"q": (m.qkv, qkv_part(0)), "k": (m.qkv, qkv_part(1)), "v": (m.qkv, qkv_part(2)), "out": (m.out_proj, out_part)}
+    return {"q": (m.qkv, qkv_part(0)), "k": (m.qkv, qkv_part(1)), "v": (m.qkv, qkv_part(2)),
+            "out": (m.out_proj, out_part)}
 
 
 def head_grad_norms(model: Module, by_part: bool = False, grads: dict | None = None) -> dict:

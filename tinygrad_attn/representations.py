@@ -5,7 +5,7 @@
     rep.word("play")          # (d,) the word's vector in the last layer (mean over its tokens)
     rep.word("play", layer=0) # ... in the embedding layer
     rep.static_word("play")   # the embedding-table rows alone: the same in every sentence
-    rep.document()            # (d,) mean over the text's tokens of the final layer; pooling="cls" for [CLS]
+    rep.document()            # (d,) mean over the tokens of the final layer; pooling="cls" for [CLS]
     document_embedding(model, tokenizer, ["a text", "another"])   # (N, d)
 
 The encoder is duck-typed, so this library layer never imports `models/`: it needs
@@ -88,7 +88,7 @@ class TextRepresentation:
         return self.word(word, "static", occurrence)
 
     def document(self, pooling: str = "mean", layer="final") -> np.ndarray:
-        """(d,): the mean over the text's tokens ([CLS]/[SEP] left out), or [CLS]'s vector."""
+        """(d,): the mean over all tokens ([CLS] and [SEP] included, as MaskedLM.embed), or [CLS]'s vector."""
         h = self._layer(layer)
         if pooling == "cls":
             if not self.tokens or self.offsets[0][0] >= 0:
@@ -96,8 +96,7 @@ class TextRepresentation:
             return h[0]
         if pooling != "mean":
             raise ValueError(f"document: pooling must be 'mean' or 'cls', got {pooling!r}")
-        pos = self.text_positions
-        return h[pos].mean(axis=0) if pos.size else h.mean(axis=0)
+        return h.mean(axis=0)
 
     def layer_similarity(self) -> np.ndarray:
         """(L + 1, L + 1): mean over text tokens of cos(token's vector in layer i, in layer j)."""
@@ -163,7 +162,7 @@ def contextual_embeddings(model, tokenizer, text: str) -> TextRepresentation:
 
 
 def document_embedding(model, tokenizer, texts, pooling: str = "mean", layer="final") -> np.ndarray:
-    """(d,) for one text, (N, d) for a list: mean-pooled over the text's tokens, or [CLS]'s vector."""
+    """(d,) for one text, (N, d) for a list: mean-pooled over the tokens, or [CLS]'s vector (as MaskedLM.embed)."""
     if isinstance(texts, str):
         return contextual_embeddings(model, tokenizer, texts).document(pooling, layer)
     return np.stack([contextual_embeddings(model, tokenizer, t).document(pooling, layer) for t in texts])
