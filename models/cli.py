@@ -169,8 +169,8 @@ def cmd_train(args) -> int:
         if kind == "mlm":
             config.pad_id = tokenizer.token_to_id("[PAD]")
         if args.overwrite:
-            for stale in (ckpt, out / METRICS_FILE):
-                shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+            shutil.rmtree(ckpt, ignore_errors=True)
+            (out / METRICS_FILE).unlink(missing_ok=True)
         out.mkdir(parents=True, exist_ok=True)
         tokenizer.save(out / TOKENIZER_FILE)
 

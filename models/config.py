@@ -91,8 +91,10 @@ PRESETS = {
     "gpt": {
         "tiny": Preset(GPTConfig(seq_len=32, d_model=32, n_heads=2, n_layers=2),
                        TrainConfig(steps=40, batch_size=8, lr=3e-3, warmup_steps=5, eval_every=20, eval_batches=2)),
-        "small": Preset(GPTConfig(seq_len=128, d_model=128, n_heads=4, n_layers=4),
-                        TrainConfig(steps=300, batch_size=32, lr=3e-3, warmup_steps=30, eval_every=100)),
+        # measured on 2 CPU cores: BPE-512 with 64-token windows (~125 characters) beat
+        # characters with 128 at equal time (2.42 vs 2.69 bits per character held out)
+        "small": Preset(GPTConfig(seq_len=64, d_model=128, n_heads=4, n_layers=4, tokenizer="bpe", bpe_vocab_size=512),
+                        TrainConfig(steps=1200, batch_size=32, lr=3e-3, warmup_steps=50, eval_every=300)),
         "base": Preset(GPTConfig(seq_len=256, d_model=512, n_heads=8, n_layers=6, dropout=0.1,
                                  tokenizer="bpe", bpe_vocab_size=2048),
                        TrainConfig(steps=5000, batch_size=64, lr=6e-4, warmup_steps=200, eval_every=500,
@@ -101,8 +103,10 @@ PRESETS = {
     "mlm": {
         "tiny": Preset(MLMConfig(max_len=32, d_model=32, n_heads=2, n_layers=2, tokenizer="char"),
                        TrainConfig(steps=40, batch_size=8, lr=3e-3, warmup_steps=5, eval_every=20, eval_batches=2)),
-        "small": Preset(MLMConfig(max_len=64, d_model=128, n_heads=4, n_layers=4),
-                        TrainConfig(steps=300, batch_size=32, lr=2e-3, warmup_steps=30, eval_every=100)),
+        # a few CPU minutes take the masked LM only a little past word frequencies (held-out
+        # loss 4.1 after 1500 steps); lr 1e-3 beat 3e-3 and 5e-3. Train `base` on a GPU for more.
+        "small": Preset(MLMConfig(max_len=64, d_model=128, n_heads=4, n_layers=4, bpe_vocab_size=512),
+                        TrainConfig(steps=1500, batch_size=32, lr=1e-3, warmup_steps=100, eval_every=300)),
         "base": Preset(MLMConfig(max_len=128, d_model=512, n_heads=8, n_layers=6, dropout=0.1,
                                  bpe_vocab_size=4096),
                        TrainConfig(steps=5000, batch_size=64, lr=5e-4, warmup_steps=200, eval_every=500,

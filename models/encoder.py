@@ -27,6 +27,17 @@ def _host(x):
     return x.numpy() if isinstance(x, tga.Tensor) else np.asarray(x)
 
 
+def _proposable(tokenizer, vocab_size: int) -> np.ndarray:
+    """Bool (V,): tokens fill_mask may propose. Not specials, and not byte-level pieces that do
+    not decode on their own (half a UTF-8 character) or control characters."""
+    ok = np.ones(vocab_size, dtype=bool)
+    ok[list(tokenizer.special_ids.values())] = False
+    for i in np.nonzero(ok)[0]:
+        s = tokenizer.id_to_token(int(i))
+        ok[i] = "\ufffd" not in s and (s.isprintable() or s.isspace())
+    return ok
+
+
 class MaskedLM(nn.Module):
     def __init__(self, config: MLMConfig):
         super().__init__()
@@ -126,7 +137,7 @@ class MaskedLM(nn.Module):
                 logits = self(ids).numpy()[0, positions].astype(np.float64)   # (n_masks, V)
         finally:
             self.train(was_training)
-        logits[:, list(tokenizer.special_ids.values())] = -np.inf
+        logits[:, ~_proposable(tokenizer, logits.shape[-1])] = -np.inf
         probs = np.exp(logits - logits.max(-1, keepdims=True))
         probs /= probs.sum(-1, keepdims=True)
         out = []
