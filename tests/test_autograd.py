@@ -4,18 +4,8 @@ import numpy as np
 import pytest
 
 import tinygrad_attn as tga
-from tinygrad_attn import functional as F
 from tinygrad_attn.errors import DTypeError, GraphError, ShapeError
-
-
-def T(a, device, grad=True):
-    return tga.Tensor(np.asarray(a, dtype=np.float64), requires_grad=grad, device=device)
-
-
-def close(tensor, expected, rtol=1e-10, atol=1e-12):
-    got = tensor.numpy() if isinstance(tensor, tga.Tensor) else tensor
-    assert np.shape(got) == np.shape(expected), (np.shape(got), np.shape(expected))
-    np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol)
+from helpers import T, close
 
 
 XS = [0.5, -1.5, 2.0]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import tinygrad_attn as tga
-from tinygrad_attn import CheckpointError, checkpoint, nn, optim
+from tinygrad_attn import CheckpointError, checkpoint, optim
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -15,22 +15,13 @@ from hypothesis.extra import numpy as hnp
 import tinygrad_attn as tga
 from tinygrad_attn import functional as F
 from tinygrad_attn.testing import arrays, broadcastable_shapes, gradcheck, masks, shapes
+from helpers import T, close
 
 # the device fixture is the same for every example, so function scope is safe here
 fixture_ok = settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                              HealthCheck.data_too_large, HealthCheck.filter_too_much])
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])
-
-
-def T(a, device, grad=True):
-    return tga.Tensor(np.asarray(a, dtype=np.float64), requires_grad=grad, device=device)
-
-
-def close(tensor, expected, rtol=1e-10, atol=1e-12):
-    got = tensor.numpy() if isinstance(tensor, tga.Tensor) else tensor
-    assert np.shape(got) == np.shape(expected), (np.shape(got), np.shape(expected))
-    np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol)
 
 
 def off_grid(shape):

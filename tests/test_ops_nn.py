@@ -3,7 +3,7 @@ scaled_dot_product_attention. Forward against float64 NumPy references written h
 gradient against finite differences in float64 (or a closed form where logits are extreme)."""
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -11,19 +11,11 @@ import tinygrad_attn as tga
 from tinygrad_attn import functional as F
 from tinygrad_attn.errors import GraphError
 from tinygrad_attn.testing import arrays, gradcheck, masks, shapes
-
-fixture_ok = settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                             HealthCheck.data_too_large])
+from helpers import close, fixture_ok
 
 
 def T(a, device, grad=True, dtype=np.float64):
     return tga.Tensor(np.asarray(a, dtype=dtype), requires_grad=grad, device=device)
-
-
-def close(tensor, expected, rtol=1e-10, atol=1e-12):
-    got = tensor.numpy() if isinstance(tensor, tga.Tensor) else tensor
-    assert np.shape(got) == np.shape(expected), (np.shape(got), np.shape(expected))
-    np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol)
 
 
 # ---------------------------------------------------------------- NumPy references (float64, stable)

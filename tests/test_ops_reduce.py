@@ -5,26 +5,14 @@ distinct values so no difference step crosses a tie, and the tie rule is tested 
 """
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import tinygrad_attn as tga
 from tinygrad_attn import functional as F
 from tinygrad_attn.errors import ShapeError
 from tinygrad_attn.testing import arrays, gradcheck, shapes
-
-fixture_ok = settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                             HealthCheck.data_too_large])
-
-
-def T(a, device, grad=True):
-    return tga.Tensor(np.asarray(a, dtype=np.float64), requires_grad=grad, device=device)
-
-
-def close(tensor, expected, rtol=1e-10, atol=1e-12):
-    got = tensor.numpy() if isinstance(tensor, tga.Tensor) else tensor
-    assert np.shape(got) == np.shape(expected), (np.shape(got), np.shape(expected))
-    np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol)
+from helpers import T, close, fixture_ok
 
 
 @st.composite

@@ -11,14 +11,11 @@ import tinygrad_attn as tga
 from tinygrad_attn import functional as F
 from tinygrad_attn.errors import GraphError
 from tinygrad_attn.testing import arrays, broadcastable_shapes, gradgradcheck, masks, matmul_shapes, shapes
+from helpers import T
 
 fixture_ok = settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                              HealthCheck.data_too_large, HealthCheck.filter_too_much])
 small = dict(max_dims=3, max_side=3)
-
-
-def T(a, device, grad=True):
-    return tga.Tensor(np.asarray(a, dtype=np.float64), requires_grad=grad, device=device)
 
 
 BINARY = {

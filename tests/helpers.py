@@ -1,0 +1,20 @@
+"""Small helpers shared by the op tests: float64 tensors, closeness, hypothesis settings."""
+import numpy as np
+from hypothesis import HealthCheck, settings
+
+import tinygrad_attn as tga
+
+# the `device` fixture is function-scoped; hypothesis would warn about it on every test
+fixture_ok = settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                             HealthCheck.data_too_large])
+
+
+def T(a, device, grad=True):
+    """A float64 tensor on `device` (gradient checks run in float64)."""
+    return tga.Tensor(np.asarray(a, dtype=np.float64), requires_grad=grad, device=device)
+
+
+def close(tensor, expected, rtol=1e-10, atol=1e-12):
+    got = tensor.numpy() if isinstance(tensor, tga.Tensor) else tensor
+    assert np.shape(got) == np.shape(expected), (np.shape(got), np.shape(expected))
+    np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol)
