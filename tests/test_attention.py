@@ -10,26 +10,9 @@ import tinygrad_attn as tga
 from tinygrad_attn import functional as F
 from tinygrad_attn import nn
 from tinygrad_attn.testing import gradcheck
+from tinygrad_attn.testing import module_gradcheck
 
 MASK_KINDS = ["none", "padding", "causal", "causal+padding", "random"]
-
-
-def module_gradcheck(module, fn, *inputs, **kwargs):
-    """gradcheck with respect to the module's parameters too (float64 copies swapped into their slots)."""
-    module.double()
-    slots = [(m, name) for _, m in module.named_modules() for name, p in m._parameters.items() if p is not None]
-    originals = [m._parameters[name] for m, name in slots]
-
-    def wrapped(*ts):
-        for (m, name), t in zip(slots, ts):
-            m._parameters[name] = t
-        try:
-            return fn(*ts[len(slots):])
-        finally:
-            for (m, name), p in zip(slots, originals):
-                m._parameters[name] = p
-
-    return gradcheck(wrapped, *originals, *inputs, **kwargs)
 
 
 def numpy_attention(q, k, v, mask):

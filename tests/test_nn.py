@@ -6,29 +6,8 @@ from hypothesis import strategies as st
 
 import tinygrad_attn as tga
 from tinygrad_attn import CheckpointError, nn, optim
-from tinygrad_attn.testing import arrays, gradcheck
-
-
-def module_gradcheck(module, fn, *inputs, **kwargs):
-    """gradcheck of fn(*inputs) with respect to the module's parameters (and inputs with requires_grad).
-
-    gradcheck works on float64 copies of what it is given, so the copies are swapped
-    into the module's parameter slots for each evaluation.
-    """
-    module.double()
-    slots = [(m, name) for _, m in module.named_modules() for name, p in m._parameters.items() if p is not None]
-    originals = [m._parameters[name] for m, name in slots]
-
-    def wrapped(*ts):
-        for (m, name), t in zip(slots, ts):
-            m._parameters[name] = t
-        try:
-            return fn(*ts[len(slots):])
-        finally:
-            for (m, name), p in zip(slots, originals):
-                m._parameters[name] = p
-
-    return gradcheck(wrapped, *originals, *inputs, **kwargs)
+from tinygrad_attn.testing import arrays
+from tinygrad_attn.testing import module_gradcheck
 
 
 class Tiny(nn.Module):

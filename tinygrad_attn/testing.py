@@ -150,7 +150,6 @@ def shapes(min_dims=0, max_dims=4, min_side=1, max_side=5):
 
 def broadcastable_shapes(min_dims=0, max_dims=4, max_side=4):
     """Pairs of shapes that broadcast together (size-1 axes and missing leading axes included)."""
-    from hypothesis import strategies as st
     from hypothesis.extra import numpy as hnp
     return hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=min_dims, max_dims=max_dims, max_side=max_side).map(
         lambda bs: tuple(bs.input_shapes))
@@ -208,3 +207,25 @@ def masks(shape, allow_empty_rows=True):
         return m
 
     return build()
+
+
+def module_gradcheck(module, fn, *inputs, **kwargs):
+    """gradcheck of `fn(*inputs)` with respect to `module`'s parameters and the inputs.
+
+    The module is switched to float64; gradcheck works on float64 copies of what it is
+    given, so the copies are swapped into the module's parameter slots for each evaluation.
+    """
+    module.double()
+    slots = [(m, name) for _, m in module.named_modules() for name, p in m._parameters.items() if p is not None]
+    originals = [m._parameters[name] for m, name in slots]
+
+    def wrapped(*ts):
+        for (m, name), t in zip(slots, ts):
+            m._parameters[name] = t
+        try:
+            return fn(*ts[len(slots):])
+        finally:
+            for (m, name), p in zip(slots, originals):
+                m._parameters[name] = p
+
+    return gradcheck(wrapped, *originals, *inputs, **kwargs)

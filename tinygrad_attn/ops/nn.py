@@ -84,7 +84,6 @@ class CrossEntropy(Function):
 
     def forward(self, logits, targets, ignore_index, label_smoothing, reduction):
         xp = self.xp
-        C = logits.shape[-1]
         self.reduction, self.eps = reduction, label_smoothing
         valid = targets != ignore_index
         self.fused, self.ignore_index = fused_kernels(self, logits), ignore_index
