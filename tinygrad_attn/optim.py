@@ -77,7 +77,7 @@ class Optimizer:
                 self._update(p, p.grad.data, state, group, p._backend().xp)
 
     def _update(self, p, g, state, group, xp):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define _update (the in-place step of one parameter)")
 
     # ---- state --------------------------------------------------------
     def state_dict(self) -> dict:
@@ -247,7 +247,7 @@ class _WarmupSchedule:
         self._apply()
 
     def _decay(self, progress: float) -> float:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define _decay (the lr factor after warm-up)")
 
     def factor(self, step: int) -> float:
         """The multiplier of the base lr at `step`."""

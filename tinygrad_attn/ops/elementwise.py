@@ -240,6 +240,13 @@ def _normal_cdf(x):
     return (Erf.apply(x * (1 / math.sqrt(2.0))) + 1) * 0.5
 
 
+def _split_at_ties(g, a_wins, ties):
+    """Gradients of an elementwise max/min: all of g to the winner, half to each side at ties."""
+    share_a = a_wins.astype(g.dtype) + 0.5 * ties.astype(g.dtype)
+    share_a = g._backend().xp.broadcast_to(share_a, g.shape)
+    return g * const(g, share_a), g * const(g, 1 - share_a)
+
+
 class Maximum(Function):
     """Elementwise max; at ties each input gets half the gradient (the mean of the two subgradients)."""
 
@@ -247,11 +254,8 @@ class Maximum(Function):
         return self.xp.maximum(a, b)
 
     def backward(self, g):
-        a, b = self.inputs
-        xp = self.xp
-        share_a = (a.data > b.data).astype(g.dtype) + 0.5 * (a.data == b.data).astype(g.dtype)
-        share_a = xp.broadcast_to(share_a, g.shape)
-        return g * const(g, share_a), g * const(g, 1 - share_a)
+        a, b = (t.data for t in self.inputs)
+        return _split_at_ties(g, a > b, a == b)
 
 
 class Minimum(Function):
@@ -261,11 +265,8 @@ class Minimum(Function):
         return self.xp.minimum(a, b)
 
     def backward(self, g):
-        a, b = self.inputs
-        xp = self.xp
-        share_a = (a.data < b.data).astype(g.dtype) + 0.5 * (a.data == b.data).astype(g.dtype)
-        share_a = xp.broadcast_to(share_a, g.shape)
-        return g * const(g, share_a), g * const(g, 1 - share_a)
+        a, b = (t.data for t in self.inputs)
+        return _split_at_ties(g, a < b, a == b)
 
 
 class Where(Function):
