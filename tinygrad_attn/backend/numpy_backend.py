@@ -3,6 +3,8 @@ import math
 
 import numpy as np
 
+from .host_memory import keep_freed_host_memory
+
 
 class NumpyBackend:
     device = "cpu"
@@ -10,6 +12,7 @@ class NumpyBackend:
     fused = None  # NumPy expressions are already the reference path
 
     def __init__(self):
+        keep_freed_host_memory()  # activations are reused every step: see host_memory.py
         self.rng = np.random.default_rng()
         self._erf = np.vectorize(math.erf, otypes=[np.float64])
 

@@ -1,0 +1,38 @@
+"""The CPU backend asks glibc to keep freed memory (backend/host_memory.py); opting out works."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tinygrad_attn.backend import host_memory
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROBE = ("import tinygrad_attn as tga; tga.zeros(1); "
+         "from tinygrad_attn.backend import host_memory as h; print(h.keep_freed_host_memory())")
+
+
+def _probe(**env):
+    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, cwd=ROOT,
+                         env=dict(os.environ, **env), check=True)
+    return out.stdout.strip()
+
+
+def _is_glibc():
+    import platform
+    return platform.libc_ver()[0] == "glibc"
+
+
+def test_cpu_backend_applies_the_settings_on_glibc():
+    expected = "True" if _is_glibc() else "False"
+    assert _probe(**{host_memory.ENV_VAR: "1"}) == expected
+
+
+def test_opting_out_leaves_malloc_alone():
+    assert _probe(**{host_memory.ENV_VAR: "0"}) == "False"
+
+
+@pytest.mark.skipif(not _is_glibc(), reason="mallopt is glibc's")
+def test_settings_are_accepted_by_glibc():
+    # the function reports mallopt's own answer: both settings must be accepted values
+    assert host_memory._set_glibc_malloc_options() is True
