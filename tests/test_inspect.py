@@ -36,8 +36,16 @@ def _mlm(text="the cat sat on the mat. a dog ran."):
 
 # ------------------------------------------------------------------ capture changes nothing
 
+def _set_fused_attention(model, fused):
+    for m in model.modules():
+        if isinstance(m, nn.MultiHeadAttention):
+            m.fused = fused
+
+
 def test_capture_leaves_loss_and_every_gradient_bit_identical(device):
     model = _gpt(device, dropout=0.1)   # dropout too: the capture must not draw random numbers
+    # a capture watches attention, which then runs its composite path: compare with that path
+    _set_fused_attention(model, False)
     ids, tgt = _batch()
     tga.manual_seed(5)
     plain_loss = model.loss(ids, tgt)
@@ -56,6 +64,23 @@ def test_capture_leaves_loss_and_every_gradient_bit_identical(device):
     assert {k: len(v) for k, v in cap.qkv_grads.items()} == {"blocks.0.attn": 3, "blocks.1.attn": 3}
     for name, g in cap.param_grads.items():   # the capture's copies are the gradients themselves
         assert np.array_equal(g, plain[name]), name
+
+
+def test_capture_agrees_with_the_fused_attention_path_to_rounding(device):
+    model = _gpt(device, dropout=0.1)
+    ids, tgt = _batch()
+    tga.manual_seed(5)
+    fused_loss = model.loss(ids, tgt)
+    fused_loss.backward()
+    fused = _grads(model)
+    model.zero_grad()
+    tga.manual_seed(5)
+    with inspect.capture(model):
+        loss = model.loss(ids, tgt)
+        loss.backward()
+    np.testing.assert_allclose(loss.numpy(), fused_loss.numpy(), rtol=1e-6)
+    for name, g in _grads(model).items():
+        np.testing.assert_allclose(g, fused[name], rtol=1e-4, atol=1e-6, err_msg=name)
 
 
 def test_capture_restores_every_module_and_parameter():
@@ -186,6 +211,7 @@ def test_layer_outputs_are_the_encoder_hidden_states():
     ids = np.array([tok.encode("the cat sat"), tok.encode("a dog ran..")])
     mask = np.ones_like(ids, dtype=bool)
     mask[1, -2:] = False
+    _set_fused_attention(model, False)  # the path a capture runs
     states = [s.numpy() for s in model.hidden_states(ids, mask)]
     with inspect.capture(model, layers=[nn.TransformerBlock, "tok_emb"]) as cap:
         model.hidden_states(ids, mask)[-1].sum().backward()

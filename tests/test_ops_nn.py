@@ -11,7 +11,7 @@ import tinygrad_attn as tga
 from tinygrad_attn import functional as F
 from tinygrad_attn.errors import GraphError
 from tinygrad_attn.testing import arrays, gradcheck, masks, shapes
-from helpers import close, fixture_ok
+from helpers import close, fixture_ok, np_attention, np_softmax
 
 
 def T(a, device, grad=True, dtype=np.float64):
@@ -19,17 +19,6 @@ def T(a, device, grad=True, dtype=np.float64):
 
 
 # ---------------------------------------------------------------- NumPy references (float64, stable)
-
-def np_softmax(x, axis=-1, mask=None):
-    x = np.asarray(x, dtype=np.float64)
-    if mask is not None:
-        x = np.where(mask, x, -np.inf)
-    m = np.max(x, axis=axis, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0.0)
-    e = np.exp(x - m)
-    s = e.sum(axis=axis, keepdims=True)
-    return np.divide(e, s, out=np.zeros_like(e), where=s > 0)
-
 
 def np_log_softmax(x, axis=-1):
     m = np.max(x, axis=axis, keepdims=True)
@@ -293,22 +282,6 @@ def test_fused_layer_norm_refuses_create_graph(device):
 
 
 # ---------------------------------------------------------------- scaled dot-product attention
-
-def np_attention(q, k, v, mask=None, causal=False, float_mask=None, scale=None):
-    tq, tk = q.shape[-2], k.shape[-2]
-    scale = 1 / np.sqrt(q.shape[-1]) if scale is None else scale
-    s = q @ np.swapaxes(k, -1, -2) * scale
-    if float_mask is not None:
-        s = s + float_mask
-    allowed = np.ones(s.shape, dtype=bool)
-    if mask is not None:
-        allowed &= mask
-    if causal:
-        i, j = np.arange(tq)[:, None], np.arange(tk)[None, :]
-        allowed &= j <= i + (tk - tq)  # bottom-right aligned (KV-cache decoding)
-    w = np_softmax(s, -1, allowed)
-    return w @ v, w
-
 
 @fixture_ok
 @given(data=st.data(), batch=st.sampled_from([(), (2,), (2, 2)]), tq=st.integers(1, 4), tk=st.integers(1, 4),

@@ -16,6 +16,7 @@ import numpy as np
 from .autograd import Function
 from .backend import get_backend
 from .errors import DTypeError, ShapeError
+from .ops import attention as A
 from .ops import elementwise as E
 from .ops import linalg as L
 from .ops import nn as N
@@ -540,10 +541,7 @@ def dropout(x, p=0.5, training=True, generator=None):
         raise ValueError(f"dropout: p must be in [0, 1), got {p}")
     if not training or p == 0.0:
         return x
-    backend = x._backend()
-    keep = backend.random_uniform(x.shape, np.float32) >= p
-    scale = (keep * (1.0 / (1.0 - p))).astype(x.dtype)
-    return x * Tensor._make(scale, x.device)
+    return x * Tensor._make(dropout_keep(x, x.shape, p), x.device)
 
 
 def layer_norm(x, weight=None, bias=None, eps=1e-5, fused=True):
@@ -575,41 +573,66 @@ def causal_mask(t_q: int, t_k: int, backend_device="cpu"):
 
 
 def scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=False, dropout_p=0.0,
-                                 scale=None, return_weights=False, training=True):
+                                 scale=None, return_weights=False, training=True, fused=True):
     """softmax(q k^T * scale, masked) v over the last two axes.
 
     q (..., Tq, d), k (..., Tk, d), v (..., Tk, dv). `attn_mask` is boolean (True = may
     attend) broadcasting to (..., Tq, Tk), or a float mask added to the scores; with
     `is_causal` the causal mask is combined with it. Rows with nothing to attend to
     give zeros and zero gradients. Returns the output, or (output, weights).
+
+    On the CPU this runs as one fused op (ops/attention.py: the scores stay one array,
+    updated in place); it is once-differentiable. `fused=False`, `return_weights=True`
+    or a CUDA tensor use the composite of matmul, softmax and matmul instead, whose
+    every step is a Tensor (and which can be differentiated again).
     """
     if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
         raise ShapeError(f"scaled_dot_product_attention: q {q.shape}, k {k.shape}, v {v.shape} need "
                          "q[-1] == k[-1] and k[-2] == v[-2]")
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"scaled_dot_product_attention: dropout_p must be in [0, 1), got {dropout_p}")
     t_q, t_k = q.shape[-2], k.shape[-2]
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-    # scale q (T x d) rather than the scores (T x T): the same product, a smaller temporary
-    scores = matmul(q * scale, k.swapaxes(-1, -2))
-    mask = None
+    mask, added = None, None
     if attn_mask is not None:
         m = _array_on(q, attn_mask)
         if m.dtype == np.bool_:
             mask = m
         else:
-            scores = scores + _like(m.astype(q.dtype), q)
+            added = m
     if is_causal:
         c = causal_mask(t_q, t_k, q.device)
         mask = c if mask is None else mask & c
-    if mask is not None:
-        try:
-            np.broadcast_shapes(mask.shape, scores.shape)
-        except ValueError:
-            raise ShapeError(f"scaled_dot_product_attention: mask of shape {mask.shape} does not broadcast "
-                             f"to the scores' shape {scores.shape}") from None
+    scores_shape = np.broadcast_shapes(q.shape[:-1], k.shape[:-2] + (1,)) + (t_k,)
+    for m in (mask, added):
+        if m is not None:
+            try:
+                np.broadcast_shapes(m.shape, scores_shape)
+            except ValueError:
+                raise ShapeError(f"scaled_dot_product_attention: mask of shape {m.shape} does not broadcast "
+                                 f"to the scores' shape {scores_shape}") from None
+    if fused and not return_weights and q.device == "cpu":
+        xp = q._backend().xp
+        keep = dropout_keep(q, np.broadcast_shapes(scores_shape, *(m.shape for m in (mask, added) if m is not None)),
+                            dropout_p, training)
+        return A.Attention.apply(q, k, v, mask=A.additive_mask(xp, mask, added, q.dtype), scale=scale, keep=keep)
+    # scale q (T x d) rather than the scores (T x T): the same product, a smaller temporary
+    scores = matmul(q * scale, k.swapaxes(-1, -2))
+    if added is not None:
+        scores = scores + _like(added.astype(q.dtype), q)
     weights = softmax(scores, -1, mask=mask)
     attended = dropout(weights, dropout_p, training) if dropout_p else weights
     out = matmul(attended, v)
     return (out, weights) if return_weights else out
+
+
+def dropout_keep(like: Tensor, shape, p: float, training: bool = True):
+    """Dropout's multipliers as an array: 0 with probability p, else 1/(1-p) (None when
+    dropout is off). The same draws `dropout` makes for a tensor of this shape."""
+    if not training or p == 0.0:
+        return None
+    keep = like._backend().random_uniform(tuple(shape), np.float32) >= p
+    return (keep * (1.0 / (1.0 - p))).astype(like.dtype)
 
 
 # ---------------------------------------------------------------- devices and dtypes

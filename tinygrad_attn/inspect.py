@@ -145,6 +145,9 @@ def capture(model: Module, layers=None, enabled: bool = True):
     `layers`: which modules' outputs to keep, as classes and/or dotted names (default
     every TransformerBlock and MultiHeadAttention). `enabled=False` installs nothing
     and yields an empty Capture (a switch for training loops).
+
+    Watched attention layers run their composite path (see nn/attention.py): the same
+    numbers as `attn.fused = False` bit for bit, and as the fused path to float rounding.
     """
     cap = Capture(model)
     if not enabled:

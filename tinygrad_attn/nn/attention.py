@@ -7,6 +7,13 @@ Inside: one fused projection x -> [q | k | v] (d -> 3d), split into heads (B, H,
 scores = q k^T / sqrt(dh) (B, H, Tq, Tk), masked softmax over keys, weights @ v, heads
 merged back to (B, T, d), output projection.
 
+Two paths compute it. When nothing below is watching (no hooks, nothing kept, no KV
+cache) and the input is on the CPU, the middle runs as one fused op
+(ops/attention.py, PackedSelfAttention: scores updated in place, heads split and merged
+through strided views, a hand-written backward). Otherwise each step is a Tensor of the
+graph, as written above, so it can be kept, hooked and differentiated twice. The two
+agree to float rounding; `attn.fused = False` forces the composite path.
+
 Masks are boolean, True = may attend: `key_padding_mask` (B, Tk) marks real tokens,
 `attn_mask` broadcasts to (B, H, Tq, Tk) (or is a float mask added to the scores), and
 `is_causal` adds the causal mask, aligned bottom-right so a query at the end of a KV
@@ -32,6 +39,7 @@ import numpy as np
 
 from .. import functional as F
 from ..errors import ShapeError
+from ..ops.attention import PackedSelfAttention, additive_mask
 from ..tensor import Tensor
 from .layers import Linear
 from .module import Module
@@ -132,6 +140,7 @@ class MultiHeadAttention(Module):
         self.qkv = Linear(d_model, 3 * d_model, bias=bias, init_std=init_std)
         self.out_proj = Linear(d_model, d_model, bias=bias, init_std=init_std if out_init_std is None else out_init_std)
         self.keep_weights = False
+        self.fused = True  # see forward: used only when nothing inside is being watched
         self.on_scores = self.on_weights = self.on_qkv = None
         self.last_scores = self.last_weights = None
 
@@ -166,6 +175,21 @@ class MultiHeadAttention(Module):
         d, w, b = self.d_model, self.qkv.weight, self.qkv.bias
         return F.linear(x, w[i * d:(i + 1) * d], None if b is None else b[i * d:(i + 1) * d])
 
+    def _can_fuse(self, x, cache, need_weights) -> bool:
+        """The fused core runs when nobody looks inside: no hooks, nothing kept, no cache (and on
+        the CPU, where it is measured; CUDA runs the composite path with its fused softmax)."""
+        watched = self.on_qkv or self.on_scores or self.on_weights or self.keep_weights or need_weights
+        return self.fused and not watched and cache is None and x.device == "cpu"
+
+    def _fused_forward(self, x, key_padding_mask, attn_mask, is_causal):
+        B, T, _ = x.shape
+        mask, additive = self._mask(x, T, T, key_padding_mask, attn_mask, is_causal)
+        mask = additive_mask(x._backend().xp, mask, None if additive is None else additive.data, x.dtype)
+        keep = F.dropout_keep(x, (B, self.n_heads, T, T), self.dropout, self.training)
+        heads = PackedSelfAttention.apply(self.qkv(x), n_heads=self.n_heads, mask=mask,
+                                          scale=1.0 / math.sqrt(self.head_dim), keep=keep)
+        return self.out_proj(heads)
+
     def forward(self, x, key_padding_mask=None, is_causal=False, attn_mask=None, kv_cache=None, need_weights=False):
         if x.ndim != 3 or x.shape[-1] != self.d_model:
             raise ShapeError(f"MultiHeadAttention: expected input (B, T, {self.d_model}), got {tuple(x.shape)}")
@@ -173,6 +197,8 @@ class MultiHeadAttention(Module):
         H, dh = self.n_heads, self.head_dim
         q, k, v = (self._project(x, i).reshape(B, T, H, dh).permute(0, 2, 1, 3) for i in range(3))  # (B, H, T, dh)
         cache = _layer_cache(kv_cache)
+        if self._can_fuse(x, cache, need_weights):
+            return self._fused_forward(x, key_padding_mask, attn_mask, is_causal)
         if cache is not None:
             k, v = cache.append(k, v)
         if self.on_qkv is not None:
