@@ -195,10 +195,10 @@ class MultiHeadAttention(Module):
             raise ShapeError(f"MultiHeadAttention: expected input (B, T, {self.d_model}), got {tuple(x.shape)}")
         B, T, _ = x.shape
         H, dh = self.n_heads, self.head_dim
-        q, k, v = (self._project(x, i).reshape(B, T, H, dh).permute(0, 2, 1, 3) for i in range(3))  # (B, H, T, dh)
         cache = _layer_cache(kv_cache)
         if self._can_fuse(x, cache, need_weights):
             return self._fused_forward(x, key_padding_mask, attn_mask, is_causal)
+        q, k, v = (self._project(x, i).reshape(B, T, H, dh).permute(0, 2, 1, 3) for i in range(3))  # (B, H, T, dh)
         if cache is not None:
             k, v = cache.append(k, v)
         if self.on_qkv is not None:
