@@ -17,6 +17,7 @@ floor": the time of the same step's matrix products alone in NumPy.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -31,16 +32,23 @@ SIZES = dict(vocab=256, d=128, h=4, layers=4, seq_len=128, batch=32)
 CASES = {"A": "gpt", "B": "mlm", "C": "mha", "D": "chain"}
 
 
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    # VmHWM is this process image's own peak; ru_maxrss would carry over the peak of the
+    # parent that forked us (Linux keeps it across exec), which imported PyTorch
+    peak = _status_mb("VmHWM")
+    return peak if peak else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _current_rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    return 0.0
+    return _status_mb("VmRSS")
 
 
 def _ours(case):
@@ -125,10 +133,9 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", help="also write the raw results here")
     args = p.parse_args(argv)
-    try:
-        import torch  # noqa: F401
+    if importlib.util.find_spec("torch") is not None:  # found, not imported: workers import it
         frameworks = ["ours", "torch"]
-    except ImportError:
+    else:
         print("PyTorch is not installed: timing tinygrad_attn alone (pip install torch==2.13.0 for the comparison)")
         frameworks = ["ours"]
     results = {}
