@@ -18,6 +18,7 @@ Once-differentiable (backward works on arrays); the composite form gives higher 
 """
 from ..autograd import Function
 from .elementwise import const
+from .rows import row_dot, row_sum
 
 
 def _probabilities(xp, q, k, mask, scale):
@@ -34,7 +35,7 @@ def _probabilities(xp, q, k, mask, scale):
         m[~xp.isfinite(m)] = 0  # rows with nothing to attend to: exp(-inf - 0) = 0 everywhere
     s -= m
     xp.exp(s, out=s)
-    total = s.sum(axis=-1, keepdims=True)
+    total = row_sum(xp, s)
     if mask is not None:
         total[total == 0] = 1  # ... and 0 / 1 = 0 instead of NaN
     s /= total
@@ -56,8 +57,7 @@ def _attend_backward(xp, q, k, v, p, keep, g, scale, dq=None, dk=None, dv=None):
     ds = xp.matmul(g, v.swapaxes(-1, -2))  # dP, then dS in place
     if keep is not None:
         ds *= keep
-    row_dot = xp.einsum("...ij,...ij->...i", ds, p)
-    ds -= row_dot[..., None]
+    ds -= row_dot(xp, ds, p)
     ds *= p
     ds *= scale
     dq = xp.matmul(ds, k, out=dq)

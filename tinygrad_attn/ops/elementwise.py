@@ -154,7 +154,11 @@ _GELU_C = 0.044715
 
 
 class GeluTanh(Function):
-    """GELU, tanh approximation (GPT-2): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    """GELU, tanh approximation (GPT-2): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+
+    Written as x * s with s = 0.5 (1 + tanh(u)) = sigmoid(2u), u = sqrt(2/pi) (x + c x^3):
+    forward keeps s, and backward needs no second tanh, d/dx = s + x s (1 - s) 2u'.
+    """
 
     def forward(self, a):
         xp = self.xp
@@ -164,16 +168,16 @@ class GeluTanh(Function):
         if a.ndim == 0:  # NumPy gives scalars, not arrays, for 0-d arithmetic: no in-place ops
             return self.forward(a.reshape(1)).reshape(())
         # in place, one temporary: this runs on the widest activation of every block
-        u = a * a
-        u *= _GELU_C
-        u += 1
-        u *= a
-        u *= _SQRT_2_OVER_PI
-        xp.tanh(u, out=u)
-        u += 1
-        u *= a
-        u *= 0.5
-        return u
+        s = a * a
+        s *= _GELU_C
+        s += 1
+        s *= a
+        s *= _SQRT_2_OVER_PI
+        xp.tanh(s, out=s)
+        s += 1
+        s *= 0.5
+        self.saved = s
+        return a * s
 
     def backward(self, g):
         x = self.inputs[0]
@@ -181,37 +185,29 @@ class GeluTanh(Function):
         if fused is not None and not is_grad_enabled():
             return (const(g, fused.gelu_backward(x.data, g.data)),)
         if not is_grad_enabled():
-            return (const(g, _gelu_tanh_grad(self.xp, x.data, g.data)),)
+            return (const(g, _gelu_tanh_grad(self.xp, x.data, self.saved, g.data)),)
         # composite form, so that the gradient itself can be differentiated
         t = (_SQRT_2_OVER_PI * (x + _GELU_C * x * x * x)).tanh()
         dt = _SQRT_2_OVER_PI * (1 + 3 * _GELU_C * x * x)
         return (g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * dt),)
 
 
-def _gelu_tanh_grad(xp, x, g):
-    """g * d gelu_tanh / dx on arrays, in place (3 temporaries instead of ~12):
-    d/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) dt, t = tanh(k0 (x + c x^3)), dt = k0 (1 + 3 c x^2)."""
+def _gelu_tanh_grad(xp, x, s, g):
+    """g * d gelu_tanh / dx on arrays, in place (two temporaries, one pass each step):
+    d/dx = s + x s (1 - s) 2u', with s the forward's sigmoid(2u) and 2u' = 2 k0 (1 + 3 c x^2)."""
     if x.ndim == 0:  # 0-d arithmetic gives NumPy scalars, which cannot be updated in place
-        return _gelu_tanh_grad(xp, x.reshape(1), g.reshape(1)).reshape(())
-    x2 = x * x
-    t = x2 * _GELU_C
-    t += 1
-    t *= x
-    t *= _SQRT_2_OVER_PI
-    xp.tanh(t, out=t)
-    x2 *= 3 * _GELU_C  # x2 becomes dt
-    x2 += 1
-    x2 *= _SQRT_2_OVER_PI
-    w = t * t
-    xp.subtract(1, w, out=w)
-    w *= x
-    w *= x2
-    w *= 0.5
-    t += 1
-    t *= 0.5
-    t += w
-    t *= g
-    return t
+        return _gelu_tanh_grad(xp, x.reshape(1), s.reshape(1), g.reshape(1)).reshape(())
+    slope = x * x
+    slope *= 3 * _GELU_C
+    slope += 1
+    slope *= x
+    slope *= 2 * _SQRT_2_OVER_PI  # x 2u'
+    d = xp.subtract(1, s, dtype=s.dtype)
+    d *= s
+    d *= slope
+    d += s
+    d *= g
+    return d
 
 
 class GeluExact(Function):

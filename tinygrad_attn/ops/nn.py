@@ -5,6 +5,7 @@ and keeps the max-subtraction that makes it finite for logits of +-1e4.
 """
 from ..autograd import Function, is_grad_enabled
 from .elementwise import const, fused_kernels
+from .rows import column_dot, column_sum, row_dot, row_sum
 
 
 class Softmax(Function):
@@ -43,8 +44,11 @@ class Softmax(Function):
         fused = fused_kernels(self, y.data, g.data)
         if fused is not None and self.axis == y.ndim - 1 and not is_grad_enabled():
             return (const(g, fused.softmax_backward(y.data, g.data)),)
-        if not is_grad_enabled():  # the same formula on arrays, with two temporaries
-            dot = self.xp.sum(g.data * y.data, axis=self.axis, keepdims=True)
+        if not is_grad_enabled():  # the same formula on arrays, with one temporary
+            if self.axis == y.ndim - 1:
+                dot = row_dot(self.xp, g.data, y.data)
+            else:
+                dot = self.xp.sum(g.data * y.data, axis=self.axis, keepdims=True)
             out = g.data - dot
             out *= y.data
             return (const(g, out),)
@@ -160,9 +164,12 @@ class LayerNorm(Function):
             y, mean, rstd = self.fused.layer_norm(x, weight, bias, eps)
             self.saved = (mean, rstd)  # per row; xhat is recomputed in backward
             return y
-        xhat = x - xp.mean(x, axis=-1, keepdims=True)
-        var = xp.mean(xp.square(xhat), axis=-1, keepdims=True)
-        rstd = 1.0 / xp.sqrt(var + eps)
+        inv_d = 1.0 / x.shape[-1]
+        xhat = x - row_sum(xp, x) * inv_d
+        var = row_dot(xp, xhat, xhat)
+        var *= inv_d
+        var += eps
+        rstd = 1.0 / xp.sqrt(var)
         xhat *= rstd  # in place: centered becomes xhat
         self.saved = (xhat, rstd)
         y = xhat * weight
@@ -178,17 +185,20 @@ class LayerNorm(Function):
                                                    weight.requires_grad, bias.requires_grad)
             return tuple(None if a is None else const(g, a) for a in grads)
         gd = g.data
-        lead = tuple(range(gd.ndim - 1))
+        inv_d = 1.0 / gd.shape[-1]
         gx = None
         if x.requires_grad:
             gxhat = gd * weight.data
-            proj = xhat * xp.mean(gxhat * xhat, axis=-1, keepdims=True)
-            gxhat -= xp.mean(gxhat, axis=-1, keepdims=True)
+            proj = row_dot(xp, gxhat, xhat)
+            proj *= inv_d
+            proj = proj * xhat
+            gxhat -= row_sum(xp, gxhat) * inv_d
             gxhat -= proj
             gxhat *= rstd  # in place: gxhat becomes gx
             gx = const(g, gxhat)
-        gw = const(g, xp.sum(gd * xhat, axis=lead)) if weight.requires_grad else None
-        gb = const(g, xp.sum(gd, axis=lead)) if bias.requires_grad else None
+        rows, xhat_rows = gd.reshape(-1, gd.shape[-1]), xhat.reshape(-1, gd.shape[-1])
+        gw = const(g, column_dot(xp, rows, xhat_rows)) if weight.requires_grad else None
+        gb = const(g, column_sum(xp, rows)) if bias.requires_grad else None
         return gx, gw, gb
 
 
