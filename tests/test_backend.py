@@ -97,6 +97,16 @@ def test_scatter_add_accumulates_repeated_indices(device):
     rows, cols = np.array([0, 2, 0, 0]), np.array([1, 2, 1, 0])
     b.scatter_add(target, (b.asarray(rows), b.asarray(cols)), b.asarray(np.array([1.0, 2.0, 3.0, 4.0])))
     np.testing.assert_array_equal(host(target), [[4, 4, 0], [0, 0, 0], [0, 0, 2]])
+    # several index arrays picking rows of trailing dims, broadcasting, negative and repeated
+    target = b.xp.zeros((3, 4, 2), dtype=np.float64)
+    rows, cols = np.array([[0], [2], [-1]]), np.array([1, -4, 1])
+    values = rng.standard_normal((3, 3, 2))
+    b.scatter_add(target, (b.asarray(rows), b.asarray(cols)), b.asarray(values))
+    expected = np.zeros((3, 4, 2))
+    for i in range(3):
+        for j in range(3):
+            expected[rows[i, 0], cols[j]] += values[i, j]
+    np.testing.assert_allclose(host(target), expected, rtol=1e-12)
 
 
 def test_erf_matches_math_erf(device):

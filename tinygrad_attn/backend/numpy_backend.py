@@ -33,6 +33,15 @@ class NumpyBackend:
         """target[index] += values, repeated indices accumulating."""
         if isinstance(index, tuple) and len(index) == 1:
             index = index[0]
+        if (isinstance(index, tuple) and target.flags.c_contiguous
+                and all(isinstance(i, np.ndarray) and i.dtype.kind in "iu" for i in index)):
+            # several integer arrays (x[rows, cols]) pick rows of the flattened leading axes:
+            # the one-array path below then applies
+            lead = target.shape[:len(index)]
+            picked = [np.where(i < 0, i + n, i) for i, n in zip(np.broadcast_arrays(*index), lead)]
+            flat_rows = np.ravel_multi_index(picked, lead)
+            NumpyBackend.scatter_add(target.reshape((-1,) + target.shape[len(index):]), flat_rows, values)
+            return
         if isinstance(index, np.ndarray) and index.dtype.kind in "iu" and index.size:
             # rows picked by one integer array (embedding gradients): sorting the ids and
             # summing runs with reduceat is ~5x faster than np.add.at

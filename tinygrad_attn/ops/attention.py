@@ -69,6 +69,8 @@ def additive_mask(xp, allowed, added, dtype):
     """One float mask to add to the scores, in the masks' own (small) broadcast shape:
     `added` (a float mask, or None) where `allowed` (boolean, True = may attend, or None)
     and -inf elsewhere. None when there is no mask at all."""
+    if allowed is not None and bool(allowed.all()):
+        allowed = None  # e.g. a padding mask of a batch without padding: nothing to add
     if allowed is None:
         return None if added is None else added.astype(dtype, copy=False)
     kept = xp.asarray(0, dtype=dtype) if added is None else added.astype(dtype, copy=False)
