@@ -10,9 +10,11 @@ Cases (training step = forward + backward + AdamW):
   D  a chain of 1,000 small elementwise ops forward+backward (per-op overhead)
 
 Each (framework, case) runs in a fresh worker process; rounds alternate between the
-frameworks so that both see the same machine noise. Reported: median step time, ratio
-to PyTorch, peak RSS growth of the worker during the steps, and for A-C the "matmul
-floor": the time of the same step's matrix products alone in NumPy.
+frameworks (who goes first rotates) so that both see the same machine noise. Reported:
+median step time over all rounds; the ratios as the median over rounds of the ratio
+within a round (robust to a shared machine slowing down for a minute); peak RSS of the
+worker above its imported libraries; and for A-C the "matmul floor": the time of the
+same step's matrix products alone in NumPy.
 """
 from __future__ import annotations
 
@@ -128,8 +130,8 @@ def _run_worker(framework, case, steps, threads):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
-    p.add_argument("--rounds", type=int, default=3, help="alternating rounds per framework")
-    p.add_argument("--steps", type=int, default=8, help="timed steps per round")
+    p.add_argument("--rounds", type=int, default=5, help="alternating rounds per framework")
+    p.add_argument("--steps", type=int, default=5, help="timed steps per round")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", help="also write the raw results here")
     args = p.parse_args(argv)
@@ -142,26 +144,33 @@ def main(argv=None):
     for letter in args.cases:
         case = CASES[letter]
         runs = frameworks + (["floor"] if case in ("gpt", "mlm", "mha") else [])
-        for _ in range(args.rounds):
-            for fw in runs:
+        for i in range(args.rounds):
+            for fw in runs[i % len(runs):] + runs[:i % len(runs)]:  # who goes first rotates
                 r = _run_worker(fw, case, args.steps, args.threads)
-                slot = results.setdefault((letter, fw), {"times": [], "rss": []})
+                slot = results.setdefault((letter, fw), {"times": [], "rounds": [], "rss": []})
                 slot["times"] += r["times"]
+                slot["rounds"].append(statistics.median(r["times"]))
                 slot["rss"].append(r["peak_rss_mb"])
     print(f"\nmachine: {os.uname().machine}, {os.cpu_count()} cores, threads={args.threads}, "
           f"date {time.strftime('%Y-%m-%d')}\n")
     print("| case | tinygrad_attn ms | PyTorch ms | ratio | matmul floor ms | ours/floor | torch/floor | peak mem ours MB | peak mem torch MB |")
     print("|---|---|---|---|---|---|---|---|---|")
+    fmt = lambda v, digits=1: "-" if v is None else f"{v:.{digits}f}"  # noqa: E731
     for letter in args.cases:
         med = {fw: statistics.median(results[(letter, fw)]["times"]) * 1e3 for fw in ("ours", "torch", "floor")
                if (letter, fw) in results}
         rss = {fw: max(results[(letter, fw)]["rss"]) for fw in ("ours", "torch") if (letter, fw) in results}
-        fmt = lambda v: f"{v:.1f}" if v is not None else "-"  # noqa: E731
-        ours, torch_ms, floor = med.get("ours"), med.get("torch"), med.get("floor")
-        print(f"| {letter} {CASES[letter]} | {fmt(ours)} | {fmt(torch_ms)} | "
-              f"{fmt(ours / torch_ms) if torch_ms else '-'} | {fmt(floor)} | "
-              f"{fmt(ours / floor) if floor else '-'} | {fmt(torch_ms / floor) if floor and torch_ms else '-'} | "
-              f"{fmt(rss.get('ours'))} | {fmt(rss.get('torch'))} |")
+
+        def paired(a, b):
+            # median over rounds of the ratio within a round: both ran minutes apart at most,
+            # so this cancels the slow drifts of a shared machine that the pooled medians keep
+            if (letter, a) not in results or (letter, b) not in results:
+                return None
+            return statistics.median(x / y for x, y in zip(results[(letter, a)]["rounds"], results[(letter, b)]["rounds"]))
+
+        print(f"| {letter} {CASES[letter]} | {fmt(med.get('ours'))} | {fmt(med.get('torch'))} | "
+              f"{fmt(paired('ours', 'torch'), 2)} | {fmt(med.get('floor'))} | {fmt(paired('ours', 'floor'), 2)} | "
+              f"{fmt(paired('torch', 'floor'), 2)} | {fmt(rss.get('ours'))} | {fmt(rss.get('torch'))} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({f"{k[0]}/{k[1]}": v for k, v in results.items()}, f)
