@@ -15,13 +15,16 @@ def test_training_step_stays_float32(kind, monkeypatch):
     rng = np.random.default_rng(0)
     ids = rng.integers(1, 50, (2, 16))
     if kind == "gpt":
-        model = GPT(GPTConfig(vocab_size=50, seq_len=16, d_model=16, n_heads=2, n_layers=2))
+        model = GPT(GPTConfig(vocab_size=50, seq_len=16, d_model=16, n_heads=2, n_layers=2, dropout=0.1))
         loss_fn = lambda: model.loss(ids, rng.integers(0, 50, (2, 16)))  # noqa: E731
     else:
-        model = MaskedLM(MLMConfig(vocab_size=50, pad_id=0, max_len=16, d_model=16, n_heads=2, n_layers=2))
+        model = MaskedLM(MLMConfig(vocab_size=50, pad_id=0, max_len=16, d_model=16, n_heads=2, n_layers=2,
+                                   dropout=0.1))
         labels = np.where(rng.random((2, 16)) < 0.3, ids, -100)
         labels[:, 0] = ids[:, 0]
-        loss_fn = lambda: model.loss(ids, labels, np.ones((2, 16), bool))  # noqa: E731
+        real = np.ones((2, 16), bool)
+        real[1, -3:] = False  # padding: the attention mask is used, not skipped as all-true
+        loss_fn = lambda: model.loss(ids, labels, real)  # noqa: E731
     opt = optim.AdamW(model.parameters(), lr=1e-3)
     seen = []
     make = Tensor._make.__func__
