@@ -1,4 +1,6 @@
 """Reductions over any axes. `axis` is already normalized to a tuple of non-negative ints."""
+import numpy as np
+
 from ..autograd import Function
 from .elementwise import const
 
@@ -48,7 +50,8 @@ class LogSumExp(Function):
         self.axis, self.keepdims = axis, keepdims
         m = xp.max(a, axis=axis, keepdims=True)
         m = xp.where(xp.isfinite(m), m, 0)  # rows of -inf give -inf, not NaN
-        out = xp.log(xp.sum(xp.exp(a - m), axis=axis, keepdims=True)) + m
+        with np.errstate(divide="ignore"):  # log(0) = -inf is the answer for a row of -inf
+            out = xp.log(xp.sum(xp.exp(a - m), axis=axis, keepdims=True)) + m
         return out if keepdims else xp.reshape(out, tuple(n for i, n in enumerate(out.shape) if i not in axis))
 
     def backward(self, g):
