@@ -42,10 +42,8 @@ def _set_fused_attention(model, fused):
             m.fused = fused
 
 
-def test_capture_leaves_loss_and_every_gradient_bit_identical(device):
-    model = _gpt(device, dropout=0.1)   # dropout too: the capture must not draw random numbers
-    # a capture watches attention, which then runs its composite path: compare with that path
-    _set_fused_attention(model, False)
+def _without_then_with_capture(model):
+    """The same seeded step run plainly, then inside a capture: (plain loss, plain grads, loss, grads, capture)."""
     ids, tgt = _batch()
     tga.manual_seed(5)
     plain_loss = model.loss(ids, tgt)
@@ -56,8 +54,16 @@ def test_capture_leaves_loss_and_every_gradient_bit_identical(device):
     with inspect.capture(model) as cap:
         loss = model.loss(ids, tgt)
         loss.backward()
+    return plain_loss, plain, loss, _grads(model), cap
+
+
+def test_capture_leaves_loss_and_every_gradient_bit_identical(device):
+    model = _gpt(device, dropout=0.1)   # dropout too: the capture must not draw random numbers
+    # a capture watches attention, which then runs its composite path: compare with that path
+    _set_fused_attention(model, False)
+    plain_loss, plain, loss, grads, cap = _without_then_with_capture(model)
     assert loss.numpy().tobytes() == plain_loss.numpy().tobytes()
-    for name, g in _grads(model).items():
+    for name, g in grads.items():
         assert np.array_equal(g, plain[name]), name
     assert set(cap.attention_weights) == {"blocks.0.attn", "blocks.1.attn"}
     assert cap.attention_weights["blocks.0.attn"].shape == (3, 2, 8, 8)
@@ -67,19 +73,9 @@ def test_capture_leaves_loss_and_every_gradient_bit_identical(device):
 
 
 def test_capture_agrees_with_the_fused_attention_path_to_rounding(device):
-    model = _gpt(device, dropout=0.1)
-    ids, tgt = _batch()
-    tga.manual_seed(5)
-    fused_loss = model.loss(ids, tgt)
-    fused_loss.backward()
-    fused = _grads(model)
-    model.zero_grad()
-    tga.manual_seed(5)
-    with inspect.capture(model):
-        loss = model.loss(ids, tgt)
-        loss.backward()
+    fused_loss, fused, loss, grads, _ = _without_then_with_capture(_gpt(device, dropout=0.1))
     np.testing.assert_allclose(loss.numpy(), fused_loss.numpy(), rtol=1e-6)
-    for name, g in _grads(model).items():
+    for name, g in grads.items():
         np.testing.assert_allclose(g, fused[name], rtol=1e-4, atol=1e-6, err_msg=name)
 
 
