@@ -7,6 +7,7 @@ import pytest
 
 import tinygrad_attn as tga
 from tinygrad_attn import functional as F
+from tinygrad_attn import nn
 from tinygrad_attn.errors import DeviceError, DTypeError, GraphError, ShapeError, TinygradAttnError
 
 
@@ -103,6 +104,15 @@ def test_other_shape_checks(x, device):
         F.linear(x, tga.randn(4, 5, device=device))
     with raises(ShapeError, "scaled_dot_product_attention", "(2, 3)", "(4, 5)"):
         F.scaled_dot_product_attention(x, tga.randn(4, 5, device=device), tga.randn(4, 5, device=device))
+    for mask in (np.ones((3, 3), dtype=bool), np.zeros((3, 3))):  # boolean and float masks, both paths
+        for fused in (True, False):
+            with raises(ShapeError, "scaled_dot_product_attention", "(3, 3)", "(2, 2)"):
+                F.scaled_dot_product_attention(x[:, :2], x[:, :2], x, attn_mask=mask, fused=fused)
+    mha = nn.MultiHeadAttention(4, 2).to(device)
+    for fused in (True, False):
+        mha.fused = fused
+        with raises(ShapeError, "MultiHeadAttention", "attn_mask", "(5, 5)", "(1, 2, 3, 3)"):
+            mha(tga.randn(1, 3, 4, device=device), attn_mask=np.ones((5, 5), dtype=bool))
     with raises(ShapeError, "softmax", "(3,)", "(2, 4)"):
         F.softmax(tga.randn(2, 4, device=device), -1, mask=np.ones(3, dtype=bool))
     with raises(IndexError, "getitem", "(2, 3)"):
