@@ -104,6 +104,9 @@ def test_other_shape_checks(x, device):
         F.linear(x, tga.randn(4, 5, device=device))
     with raises(ShapeError, "scaled_dot_product_attention", "(2, 3)", "(4, 5)"):
         F.scaled_dot_product_attention(x, tga.randn(4, 5, device=device), tga.randn(4, 5, device=device))
+    with raises(ShapeError, "scaled_dot_product_attention", "(2, 2, 3)", "(3, 2, 3)"):
+        F.scaled_dot_product_attention(tga.randn(2, 2, 3, device=device), tga.randn(3, 2, 3, device=device),
+                                       tga.randn(3, 2, 3, device=device))
     for mask in (np.ones((3, 3), dtype=bool), np.zeros((3, 3))):  # boolean and float masks, both paths
         for fused in (True, False):
             with raises(ShapeError, "scaled_dot_product_attention", "(3, 3)", "(2, 2)"):

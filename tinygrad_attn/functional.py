@@ -603,7 +603,11 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=False, dropo
     if is_causal:
         c = causal_mask(t_q, t_k, q.device)
         mask = c if mask is None else mask & c
-    scores_shape = np.broadcast_shapes(q.shape[:-1], k.shape[:-2] + (1,)) + (t_k,)
+    try:
+        scores_shape = np.broadcast_shapes(q.shape[:-1], k.shape[:-2] + (1,)) + (t_k,)
+    except ValueError:
+        raise ShapeError(f"scaled_dot_product_attention: the batch axes of q {q.shape} and k {k.shape} "
+                         "do not broadcast") from None
     for m in (mask, added):
         if m is not None:
             try:
