@@ -9,9 +9,9 @@ fixture_ok = settings(suppress_health_check=[HealthCheck.function_scoped_fixture
                                              HealthCheck.data_too_large])
 
 
-def T(a, device, grad=True):
-    """A float64 tensor on `device` (gradient checks run in float64)."""
-    return tga.Tensor(np.asarray(a, dtype=np.float64), requires_grad=grad, device=device)
+def T(a, device, grad=True, dtype=np.float64):
+    """A float64 tensor on `device` (gradient checks run in float64), or of `dtype`."""
+    return tga.Tensor(np.asarray(a, dtype=dtype), requires_grad=grad, device=device)
 
 
 def close(tensor, expected, rtol=1e-10, atol=1e-12):

@@ -11,11 +11,7 @@ import tinygrad_attn as tga
 from tinygrad_attn import functional as F
 from tinygrad_attn.errors import GraphError
 from tinygrad_attn.testing import arrays, gradcheck, masks, shapes
-from helpers import close, fixture_ok, np_attention, np_softmax
-
-
-def T(a, device, grad=True, dtype=np.float64):
-    return tga.Tensor(np.asarray(a, dtype=dtype), requires_grad=grad, device=device)
+from helpers import T, close, fixture_ok, np_attention, np_softmax
 
 
 # ---------------------------------------------------------------- NumPy references (float64, stable)

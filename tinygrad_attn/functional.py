@@ -114,11 +114,17 @@ def _bool_mask(op, t, mask):
     m = _array_on(t, mask)
     if m.dtype != np.bool_:
         raise DTypeError(f"{op}: mask must be boolean, got dtype {m.dtype} (mask {m.shape}, tensor {t.shape})")
-    try:
-        np.broadcast_shapes(m.shape, t.shape)
-    except ValueError:
-        raise ShapeError(f"{op}: mask of shape {m.shape} does not broadcast to the tensor's shape {t.shape}") from None
+    require_broadcast(op, "mask", m.shape, "the tensor's shape", t.shape)
     return m
+
+
+def require_broadcast(op, what, shape, target_what, target_shape) -> None:
+    """A ShapeError naming the op and both shapes unless `shape` broadcasts to `target_shape`."""
+    try:
+        np.broadcast_shapes(tuple(shape), tuple(target_shape))
+    except ValueError:
+        raise ShapeError(f"{op}: {what} of shape {tuple(shape)} does not broadcast to "
+                         f"{target_what} {tuple(target_shape)}") from None
 
 
 # ---------------------------------------------------------------- arithmetic
@@ -610,11 +616,7 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=False, dropo
                          "do not broadcast") from None
     for m in (mask, added):
         if m is not None:
-            try:
-                np.broadcast_shapes(m.shape, scores_shape)
-            except ValueError:
-                raise ShapeError(f"scaled_dot_product_attention: mask of shape {m.shape} does not broadcast "
-                                 f"to the scores' shape {scores_shape}") from None
+            require_broadcast("scaled_dot_product_attention", "mask", m.shape, "the scores' shape", scores_shape)
     if fused and not return_weights and q.device == "cpu":
         xp = q._backend().xp
         keep = dropout_keep(q, np.broadcast_shapes(scores_shape, *(m.shape for m in (mask, added) if m is not None)),

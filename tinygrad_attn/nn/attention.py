@@ -156,11 +156,8 @@ class MultiHeadAttention(Module):
             mask = kpm[:, None, None, :]
         if attn_mask is not None:
             m = _bool_array(attn_mask, x, "attn_mask")
-            try:
-                np.broadcast_shapes(m.shape, (x.shape[0], self.n_heads, t_q, t_k))
-            except ValueError:
-                raise ShapeError(f"MultiHeadAttention: attn_mask of shape {tuple(m.shape)} does not broadcast to "
-                                 f"the scores' shape (B, H, Tq, Tk) = {(x.shape[0], self.n_heads, t_q, t_k)}") from None
+            F.require_broadcast("MultiHeadAttention", "attn_mask", m.shape, "the scores' shape (B, H, Tq, Tk)",
+                                (x.shape[0], self.n_heads, t_q, t_k))
             if m.dtype == np.bool_:
                 mask = m if mask is None else mask & m
             else:
