@@ -5,7 +5,7 @@
 
 One training step = forward, cross entropy, backward, AdamW. Rows:
   tinygrad_attn (fused)    the CuPy backend as shipped: fused softmax/LN/CE/GELU kernels
-  tinygrad_attn (unfused)  the same with backend.fused = None (plain CuPy expressions)
+  tinygrad_attn (unfused)  the same with backend.cuda_kernels = None (array_kernels.py on CuPy)
   PyTorch eager            the same network hand-written in torch below (attention written
                            out: scores, masked_fill, softmax, weighted sum), float32, TF32 off
   PyTorch eager + SDPA     the same with torch's fused scaled_dot_product_attention (context)
@@ -69,10 +69,10 @@ def make_ours(args, fused: bool):
     rng = np.random.default_rng(0)
     ids = rng.integers(0, args.vocab, (args.batch, args.seq))
     targets = rng.integers(0, args.vocab, (args.batch, args.seq))
-    saved = backend.fused
+    saved = backend.cuda_kernels
 
     def step():
-        backend.fused = saved if fused else None
+        backend.cuda_kernels = saved if fused else None
         try:
             opt.zero_grad()
             loss = loss_fn(ids, targets)
@@ -80,7 +80,7 @@ def make_ours(args, fused: bool):
             opt.step()
             return loss.item()  # waits for the GPU
         finally:
-            backend.fused = saved
+            backend.cuda_kernels = saved
     return step, kind
 
 

@@ -108,14 +108,13 @@ def test_other_shape_checks(x, device):
         F.scaled_dot_product_attention(tga.randn(2, 2, 3, device=device), tga.randn(3, 2, 3, device=device),
                                        tga.randn(3, 2, 3, device=device))
     for mask in (np.ones((3, 3), dtype=bool), np.zeros((3, 3))):  # boolean and float masks, both paths
-        for fused in (True, False):
+        for watched in (True, False):
             with raises(ShapeError, "scaled_dot_product_attention", "(3, 3)", "(2, 2)"):
-                F.scaled_dot_product_attention(x[:, :2], x[:, :2], x, attn_mask=mask, fused=fused)
+                F.scaled_dot_product_attention(x[:, :2], x[:, :2], x, attn_mask=mask, return_weights=watched)
     mha = nn.MultiHeadAttention(4, 2).to(device)
-    for fused in (True, False):
-        mha.fused = fused
+    for watched in (True, False):
         with raises(ShapeError, "MultiHeadAttention", "attn_mask", "(5, 5)", "(1, 2, 3, 3)"):
-            mha(tga.randn(1, 3, 4, device=device), attn_mask=np.ones((5, 5), dtype=bool))
+            mha(tga.randn(1, 3, 4, device=device), attn_mask=np.ones((5, 5), dtype=bool), need_weights=watched)
     with raises(ShapeError, "softmax", "(3,)", "(2, 4)"):
         F.softmax(tga.randn(2, 4, device=device), -1, mask=np.ones(3, dtype=bool))
     with raises(IndexError, "getitem", "(2, 3)"):

@@ -27,14 +27,14 @@ def test_training_step_stays_float32(kind, monkeypatch):
         loss_fn = lambda: model.loss(ids, labels, real)  # noqa: E731
     opt = optim.AdamW(model.parameters(), lr=1e-3)
     seen = []
-    make = Tensor._make.__func__
+    make = Tensor.wrap.__func__
 
     def recording_make(cls, data, device, requires_grad=False):
         seen.append(np.dtype(data.dtype))
         return make(cls, data, device, requires_grad)
 
-    monkeypatch.setattr(Tensor, "_make", classmethod(recording_make))
-    monkeypatch.setattr(autograd, "_make_tensor", Tensor._make)
+    monkeypatch.setattr(Tensor, "wrap", classmethod(recording_make))
+    monkeypatch.setattr(autograd, "_make_tensor", Tensor.wrap)
     loss = loss_fn()
     loss.backward()
     opt.step()

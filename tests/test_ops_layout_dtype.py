@@ -84,8 +84,7 @@ OPS = {
     "log_softmax": lambda x: x.log_softmax(0),
     "cross_entropy": lambda x: F.cross_entropy(x * 2, TARGETS, label_smoothing=0.1),
     "dropout": lambda x: (tga.manual_seed(7), F.dropout(x, 0.25))[1],  # reseeded: the same mask every call
-    "layer_norm_fused": lambda x: F.layer_norm(x, _other(x, (4,)), _other(x, (4,), seed=2)),
-    "layer_norm_composite": lambda x: F.layer_norm(x, _other(x, (4,)), _other(x, (4,), seed=2), fused=False),
+    "layer_norm": lambda x: F.layer_norm(x, _other(x, (4,)), _other(x, (4,), seed=2)),
     "sdpa": lambda x: F.scaled_dot_product_attention(x, x * 0.5, _other(x, (3, 2)), is_causal=True),
     "sdpa_float_mask": lambda x: F.scaled_dot_product_attention(x, x, x, attn_mask=np.triu(np.full((3, 3), -2.0), 1)),
 }

@@ -64,7 +64,7 @@ class LossScaler:
                     continue
                 # a new array, not in place: two parameters may share one gradient array
                 p.grad = p.grad * inv
-                xp = p.grad._backend().xp
+                xp = p.grad.backend.xp
                 count = xp.sum(~xp.isfinite(p.grad.data))
                 bad = count if bad is None else bad + count
         self._found_inf = bool(bad is not None and int(bad) > 0)  # the one host sync

@@ -44,14 +44,20 @@ class Function:
     """One application of a primitive op: remembers its inputs for backward.
 
     Subclasses define `forward(self, *arrays, **params) -> array` and
-    `backward(self, grad) -> tuple of (Tensor | None)`, one entry per input.
-    `self.inputs` are the input Tensors (their values serve as the saved
-    tensors), `self.output` the output Tensor, `self.xp` the array namespace.
-    Ops whose backward uses plain arrays set `once_differentiable = True`:
-    asking for their second derivative raises a clear error instead of a wrong answer.
+    `backward(self, grad) -> tuple of (Tensor | None)`, one entry per input, written
+    with Tensor ops: the op's mathematical truth, which `create_graph=True` records.
+    `self.inputs` are the input Tensors (their values serve as the saved tensors),
+    `self.output` the output Tensor, `self.backend` its backend and `self.xp` the
+    array namespace.
+
+    An op may also define `fast_backward(self, grad_array) -> tuple of (array | None)`:
+    the same derivative on raw arrays, usually one named kernel of the backend. The
+    engine, and nothing else, chooses it whenever no graph of the gradient is recorded
+    (tests hold it against `backward` on random inputs). A basic-index gradient may be
+    returned as an `IndexedGrad`, which the walk writes into one buffer.
     """
 
-    once_differentiable = False
+    fast_backward = None
 
     @classmethod
     def apply(cls, *inputs, **params):
@@ -65,7 +71,7 @@ class Function:
                     + "; move them with .to(device) first"
                 )
         fn = cls()
-        fn.backend = first._backend()
+        fn.backend = first.backend
         fn.xp = fn.backend.xp
         fn.saved = None
         data = fn.forward(*[t.data for t in inputs], **params)
@@ -100,10 +106,26 @@ class Function:
         self.saved = None
 
 
+class IndexedGrad:
+    """The gradient of `x[index]` for a basic index (slices, ints, None, ...): zeros of
+    `shape` with `values` at `index`. Kept lazy, so that the pieces of a split (q, k and v
+    of one projection) are written into one buffer instead of each into its own zeros."""
+
+    __slots__ = ("xp", "index", "values", "shape")
+
+    def __init__(self, xp, index, values, shape):
+        self.xp, self.index, self.values, self.shape = xp, index, values, shape
+
+    def dense(self):
+        out = self.xp.zeros(self.shape, dtype=self.values.dtype)
+        out[self.index] = self.values
+        return out
+
+
 def _make_tensor(data, device, requires_grad):
     global _make_tensor
     from .tensor import Tensor  # bound on first use: tensor.py imports this module
-    _make_tensor = Tensor._make
+    _make_tensor = Tensor.wrap
     return _make_tensor(data, device, requires_grad)
 
 
@@ -157,47 +179,126 @@ def run_backward(roots, root_grads, *, retain_graph=False, create_graph=False, i
     With `inputs=None` the gradients accumulate into the `.grad` of leaves (and of
     tensors that called `retain_grad()`); otherwise the gradients of `inputs` are
     returned in order and no `.grad` is touched (that is `tinygrad_attn.grad`).
+
+    With `create_graph` every op's Tensor-level `backward` runs with grad mode on, so
+    the gradients are themselves differentiable. Otherwise the walk moves raw arrays:
+    an op's `fast_backward` when it has one, else its `backward` with grad mode off.
     """
     wanted = None if inputs is None else {id(t): i for i, t in enumerate(inputs)}
     found = [None] * (0 if inputs is None else len(inputs))
     order = _topological_order(roots)
-    grads = {}
+    grads = _TensorGrads() if create_graph else _ArrayGrads()
     for root, g in zip(roots, root_grads):
-        _accumulate(grads, root, g)
+        grads.add(root, g if create_graph else g.data)
     with _grad_mode(create_graph):
         for tensor in order:
-            g = grads.pop(id(tensor), None)
+            g = grads.pop(tensor)
             if g is None:
                 continue
-            for hook in tensor._hooks or ():
-                replaced = hook(g)
-                if replaced is not None:
-                    g = replaced
+            if tensor._hooks:
+                g = grads.run_hooks(tensor, g)
             if wanted is not None and id(tensor) in wanted:
-                found[wanted[id(tensor)]] = g
+                found[wanted[id(tensor)]] = grads.as_tensor(tensor, g)
             elif wanted is None and (tensor._ctx is None or tensor._retains_grad):
-                tensor._store_grad(g if create_graph else g.detach())
+                tensor._store_grad(grads.as_tensor(tensor, g, leaf_dtype=True))
             ctx = tensor._ctx
             if ctx is None:
                 continue
-            if create_graph and ctx.once_differentiable:
-                raise GraphError(
-                    f"{ctx.op_name()} is once-differentiable: its backward is fused and cannot be "
-                    "differentiated again; use its composite form for higher-order gradients"
-                )
-            input_grads = ctx.backward(g)
-            for parent, pg in zip(ctx.inputs, input_grads):
-                if pg is None or not parent.requires_grad:
-                    continue
-                if pg.shape != parent.shape:
-                    pg = _unbroadcast(pg, parent.shape)
-                _accumulate(grads, parent, pg)
+            for parent, pg in zip(ctx.inputs, grads.input_grads(ctx, tensor, g)):
+                if pg is not None and parent.requires_grad:
+                    grads.add(parent, pg)
             if not retain_graph:
                 ctx.release()
     return found
 
 
-def _accumulate(grads, tensor, g):
-    previous = grads.get(id(tensor))
-    # out of place: `g` may be the very array another input's gradient also uses
-    grads[id(tensor)] = g if previous is None else previous + g
+class _TensorGrads:
+    """Gradients as Tensors (create_graph): every sum is an op of the recorded graph."""
+
+    def __init__(self):
+        self.grads = {}
+
+    def pop(self, tensor):
+        return self.grads.pop(id(tensor), None)
+
+    def add(self, tensor, g):
+        if g.shape != tensor.shape:
+            g = _unbroadcast(g, tensor.shape)
+        previous = self.grads.get(id(tensor))
+        # out of place: `g` may be the very tensor another input's gradient also is
+        self.grads[id(tensor)] = g if previous is None else previous + g
+
+    @staticmethod
+    def input_grads(ctx, tensor, g):
+        return ctx.backward(g)
+
+    @staticmethod
+    def as_tensor(tensor, g, leaf_dtype=False):
+        return g
+
+    @staticmethod
+    def run_hooks(tensor, g):
+        for hook in tensor._hooks:
+            replaced = hook(g)
+            if replaced is not None:
+                g = replaced
+        return g
+
+
+class _ArrayGrads:
+    """Gradients as raw arrays (no graph of the gradient): each tensor's gradient is summed
+    in place into one buffer the walk owns, and basic-index pieces are written into it."""
+
+    def __init__(self):
+        self.grads, self.owned = {}, set()
+
+    def pop(self, tensor):
+        g = self.grads.pop(id(tensor), None)
+        return g.dense() if isinstance(g, IndexedGrad) else g
+
+    def add(self, tensor, g):
+        key = id(tensor)
+        if not isinstance(g, IndexedGrad) and g.shape != tensor.shape:
+            g = _unbroadcast(g, tensor.shape)
+        previous = self.grads.get(key)
+        if previous is None:
+            self.grads[key] = g
+            return
+        if key in self.owned:
+            buffer = previous
+        elif isinstance(previous, IndexedGrad):
+            buffer = previous.dense()
+        elif isinstance(g, IndexedGrad):
+            buffer = previous.copy()
+        else:  # the first sum makes the buffer: previous and g may be shared with other tensors
+            self.grads[key] = previous + g
+            self.owned.add(key)
+            return
+        if isinstance(g, IndexedGrad):
+            buffer[g.index] += g.values
+        else:
+            buffer += g
+        self.grads[key] = buffer
+        self.owned.add(key)
+
+    @staticmethod
+    def input_grads(ctx, tensor, g):
+        if ctx.fast_backward is not None:
+            return ctx.fast_backward(g)
+        grads = ctx.backward(_make_tensor(g, tensor.device, False))
+        return [None if pg is None else pg.data for pg in grads]
+
+    @staticmethod
+    def as_tensor(tensor, g, leaf_dtype=False):
+        if leaf_dtype and g.dtype != tensor.dtype:
+            g = g.astype(tensor.dtype)  # a gradient has its leaf's dtype
+        return _make_tensor(g, tensor.device, False)
+
+    @staticmethod
+    def run_hooks(tensor, g):
+        wrapped = _make_tensor(g, tensor.device, False)
+        for hook in tensor._hooks:
+            replaced = hook(wrapped)
+            if replaced is not None:
+                wrapped = replaced
+        return wrapped.data

@@ -10,7 +10,7 @@ def _shape(shape):
 
 
 def _make(array, requires_grad, device):
-    t = Tensor._make(array, normalize_device(device))
+    t = Tensor.wrap(array, normalize_device(device))
     return t.requires_grad_(True) if requires_grad else t
 
 

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .autograd import Function
 from .backend import get_backend
 from .errors import DTypeError, ShapeError
 from .ops import attention as A
+from .ops import convert as C
 from .ops import elementwise as E
 from .ops import linalg as L
 from .ops import nn as N
@@ -35,19 +35,19 @@ def _like(x, like: Tensor) -> Tensor:
     """`x` as a Tensor on like's device; Python numbers and arrays take like's float dtype."""
     if isinstance(x, Tensor):
         return x
-    backend = like._backend()
+    backend = like.backend
     if isinstance(x, (int, float, bool)) and _is_float(like.dtype):
         key = (x, type(x), like.dtype, like.device)
         cached = _SCALARS.get(key)
         if cached is None:
             if len(_SCALARS) > 4096:
                 _SCALARS.clear()
-            cached = _SCALARS[key] = Tensor._make(backend.xp.asarray(x, dtype=like.dtype), like.device)
+            cached = _SCALARS[key] = Tensor.wrap(backend.xp.asarray(x, dtype=like.dtype), like.device)
         return cached
     arr = backend.asarray(x)
     if arr.dtype == np.float64 and not hasattr(x, "dtype"):
         arr = arr.astype(like.dtype if _is_float(like.dtype) else np.float32)
-    return Tensor._make(arr, like.device)
+    return Tensor.wrap(arr, like.device)
 
 
 def _pair(a, b):
@@ -107,7 +107,7 @@ def _array_on(t: Tensor, value):
             from .errors import DeviceError
             raise DeviceError(f"mask/index on {value.device} used with a tensor on {t.device}")
         return value.data
-    return t._backend().asarray(value)
+    return t.backend.asarray(value)
 
 
 def _bool_mask(op, t, mask):
@@ -203,15 +203,15 @@ def masked_fill(x, mask, value):
 def compare(a, b, how: str) -> Tensor:
     """Elementwise comparison (not differentiated): a boolean Tensor."""
     a, b = _pair(a, b)
-    xp = a._backend().xp
+    xp = a.backend.xp
     try:
-        return Tensor._make(getattr(xp, how)(a.data, b.data), a.device)
+        return Tensor.wrap(getattr(xp, how)(a.data, b.data), a.device)
     except ValueError:
         raise _broadcast_error(how, a, b) from None
 
 
 def logical_not(a: Tensor) -> Tensor:
-    return Tensor._make(~a.data, a.device)
+    return Tensor.wrap(~a.data, a.device)
 
 
 # ---------------------------------------------------------------- reductions
@@ -257,9 +257,9 @@ def logsumexp(x, axis=None, keepdims=False, dim=None):
 
 
 def argmax(x, axis=None, keepdims=False, dim=None):
-    xp = x._backend().xp
+    xp = x.backend.xp
     ax = dim if dim is not None else axis
-    return Tensor._make(xp.argmax(x.data, axis=ax, keepdims=keepdims), x.device)
+    return Tensor.wrap(xp.argmax(x.data, axis=ax, keepdims=keepdims), x.device)
 
 
 # ---------------------------------------------------------------- linear algebra
@@ -461,7 +461,7 @@ def _normalize_index(x, index):
         if isinstance(i, Tensor):
             i = i.data
         elif isinstance(i, list):
-            i = x._backend().asarray(i)
+            i = x.backend.asarray(i)
             if i.size == 0:
                 i = i.astype(np.int64)  # [] means "no rows" (as in NumPy), not a float index
         out.append(i)
@@ -483,7 +483,7 @@ def gather(x, axis, index):
     idx = _array_on(x, index)
     if idx.ndim != x.ndim:
         raise ShapeError(f"gather: index has {idx.ndim} dims, x has {x.ndim} (shapes {idx.shape} and {x.shape})")
-    xp = x._backend().xp
+    xp = x.backend.xp
     grids = [xp.arange(n).reshape([-1 if d == i else 1 for d in range(idx.ndim)]) for i, n in enumerate(idx.shape)]
     grids[ax] = idx
     return getitem(x, tuple(grids))
@@ -547,26 +547,20 @@ def dropout(x, p=0.5, training=True, generator=None):
         raise ValueError(f"dropout: p must be in [0, 1), got {p}")
     if not training or p == 0.0:
         return x
-    return x * Tensor._make(dropout_keep(x, x.shape, p), x.device)
+    return x * Tensor.wrap(dropout_keep(x, x.shape, p), x.device)
 
 
-def layer_norm(x, weight=None, bias=None, eps=1e-5, fused=True):
-    """Normalize over the last axis, then scale and shift. `fused=False` composes it from
-    primitives (twice differentiable); the fused op is once-differentiable and faster."""
+def layer_norm(x, weight=None, bias=None, eps=1e-5):
+    """Normalize over the last axis, then scale and shift (weight 1 and bias 0 when not given)."""
     _require_float("layer_norm", x)
     d = x.shape[-1:]
     for name, p in (("weight", weight), ("bias", bias)):
         if p is not None and p.shape != d:
             raise ShapeError(f"layer_norm: {name} has shape {p.shape}, expected {d} for input {x.shape}")
-    if fused:
-        weight = weight if weight is not None else _like(np.ones(d), x)
-        bias = bias if bias is not None else _like(np.zeros(d), x)
-        return N.LayerNorm.apply(x, weight, bias, eps=eps)
-    centered = x - mean(x, -1, keepdims=True)
-    y = centered * (mean(centered * centered, -1, keepdims=True) + eps) ** -0.5
-    if weight is not None:
-        y = y * weight
-    return y + bias if bias is not None else y
+    xp = x.backend.xp
+    weight = weight if weight is not None else Tensor.wrap(xp.ones(d, dtype=x.dtype), x.device)
+    bias = bias if bias is not None else Tensor.wrap(xp.zeros(d, dtype=x.dtype), x.device)
+    return N.LayerNorm.apply(x, weight, bias, eps=eps)
 
 
 # ---------------------------------------------------------------- attention
@@ -578,58 +572,79 @@ def causal_mask(t_q: int, t_k: int, backend_device="cpu"):
     return xp.tril(xp.ones((t_q, t_k), dtype=bool), k=t_k - t_q)
 
 
-def scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=False, dropout_p=0.0,
-                                 scale=None, return_weights=False, training=True, fused=True):
+def scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=False, dropout_p=0.0, scale=None,
+                                 training=True, return_weights=False, return_scores=False):
     """softmax(q k^T * scale, masked) v over the last two axes.
 
-    q (..., Tq, d), k (..., Tk, d), v (..., Tk, dv). `attn_mask` is boolean (True = may
-    attend) broadcasting to (..., Tq, Tk), or a float mask added to the scores; with
-    `is_causal` the causal mask is combined with it. Rows with nothing to attend to
-    give zeros and zero gradients. Returns the output, or (output, weights).
+    q (..., Tq, d), k (..., Tk, d), v (..., Tk, dv), any strided views (the heads of a
+    split projection are read in place). `attn_mask` is boolean (True = may attend)
+    broadcasting to (..., Tq, Tk), or a float mask added to the scores; `is_causal` ANDs
+    in the causal mask (aligned bottom-right, for KV caches). Rows with nothing to
+    attend to give zeros and zero gradients. Dropout `dropout_p` acts on the weights.
 
-    On the CPU this runs as one fused op (ops/attention.py: the scores stay one array,
-    updated in place); it is once-differentiable. `fused=False`, `return_weights=True`
-    or a CUDA tensor use the composite of matmul, softmax and matmul instead, whose
-    every step is a Tensor (and which can be differentiated again).
+    Returns the output; with `return_weights` / `return_scores` a tuple (output, weights,
+    scores) of those asked for. Then the same maths runs step by step (matmul, softmax,
+    dropout, matmul), every step a Tensor of the graph that can be kept and hooked;
+    otherwise it runs as one op (ops/attention.py) whose scores never leave the kernel.
+    Both are differentiable any number of times and agree to rounding.
     """
+    op = "scaled_dot_product_attention"
     if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
-        raise ShapeError(f"scaled_dot_product_attention: q {q.shape}, k {k.shape}, v {v.shape} need "
-                         "q[-1] == k[-1] and k[-2] == v[-2]")
+        raise ShapeError(f"{op}: q {q.shape}, k {k.shape}, v {v.shape} need q[-1] == k[-1] and k[-2] == v[-2]")
     if not 0.0 <= dropout_p < 1.0:
-        raise ValueError(f"scaled_dot_product_attention: dropout_p must be in [0, 1), got {dropout_p}")
+        raise ValueError(f"{op}: dropout_p must be in [0, 1), got {dropout_p}")
     t_q, t_k = q.shape[-2], k.shape[-2]
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-    mask, added = None, None
+    allowed, added = _attention_masks(op, q, attn_mask, is_causal, t_q, t_k)
+    try:
+        scores_shape = np.broadcast_shapes(q.shape[:-1], k.shape[:-2] + (1,), v.shape[:-2] + (1,)) + (t_k,)
+    except ValueError:
+        raise ShapeError(f"{op}: the batch axes of q {q.shape}, k {k.shape} and v {v.shape} do not broadcast") from None
+    for m in (allowed, added):
+        if m is not None:
+            require_broadcast(op, "mask", m.shape, "the scores' shape", scores_shape)
+    if not (return_weights or return_scores):
+        keep = dropout_keep(q, np.broadcast_shapes(scores_shape, *(m.shape for m in (allowed, added) if m is not None)),
+                            dropout_p, training)
+        return A.Attention.apply(q, k, v, mask=_additive_mask(q, allowed, added), scale=scale, keep=keep)
+    scores = matmul(q, k.swapaxes(-1, -2)) * scale
+    if added is not None:  # -inf entries leave the softmax through its mask, so empty rows give 0
+        finite = q.backend.xp.isfinite(added)
+        allowed = finite if allowed is None else allowed & finite
+        scores = scores + _like(q.backend.xp.where(finite, added, 0).astype(q.dtype), q)
+    weights = softmax(scores, -1, mask=allowed)
+    out = matmul(dropout(weights, dropout_p, training), v)
+    return (out,) + ((weights,) if return_weights else ()) + ((scores,) if return_scores else ())
+
+
+def _attention_masks(op, q, attn_mask, is_causal, t_q, t_k):
+    """(boolean mask or None, float mask or None) from attn_mask and is_causal."""
+    allowed, added = None, None
     if attn_mask is not None:
         m = _array_on(q, attn_mask)
         if m.dtype == np.bool_:
-            mask = m
-        else:
+            allowed = m
+        elif m.dtype.kind == "f":
             added = m
+        else:
+            raise DTypeError(f"{op}: attn_mask of dtype {m.dtype} (shape {m.shape}) is neither boolean (True = may "
+                             "attend) nor floating point (added to the scores); convert a 0/1 mask with .astype(bool)")
     if is_causal:
         c = causal_mask(t_q, t_k, q.device)
-        mask = c if mask is None else mask & c
-    try:
-        scores_shape = np.broadcast_shapes(q.shape[:-1], k.shape[:-2] + (1,)) + (t_k,)
-    except ValueError:
-        raise ShapeError(f"scaled_dot_product_attention: the batch axes of q {q.shape} and k {k.shape} "
-                         "do not broadcast") from None
-    for m in (mask, added):
-        if m is not None:
-            require_broadcast("scaled_dot_product_attention", "mask", m.shape, "the scores' shape", scores_shape)
-    if fused and not return_weights and q.device == "cpu":
-        xp = q._backend().xp
-        keep = dropout_keep(q, np.broadcast_shapes(scores_shape, *(m.shape for m in (mask, added) if m is not None)),
-                            dropout_p, training)
-        return A.Attention.apply(q, k, v, mask=A.additive_mask(xp, mask, added, q.dtype), scale=scale, keep=keep)
-    # scale q (T x d) rather than the scores (T x T): the same product, a smaller temporary
-    scores = matmul(q * scale, k.swapaxes(-1, -2))
-    if added is not None:
-        scores = scores + _like(added.astype(q.dtype), q)
-    weights = softmax(scores, -1, mask=mask)
-    attended = dropout(weights, dropout_p, training) if dropout_p else weights
-    out = matmul(attended, v)
-    return (out, weights) if return_weights else out
+        allowed = c if allowed is None else allowed & c
+    return allowed, added
+
+
+def _additive_mask(like: Tensor, allowed, added):
+    """One float mask to add to the scores, in the masks' own (small) broadcast shape:
+    `added` where `allowed`, -inf elsewhere; None when there is nothing to add."""
+    xp, dtype = like.backend.xp, like.dtype
+    if allowed is not None and bool(allowed.all()):
+        allowed = None  # e.g. a padding mask of a batch without padding: nothing to add
+    if allowed is None:
+        return None if added is None else added.astype(dtype, copy=False)
+    kept = xp.asarray(0, dtype=dtype) if added is None else added.astype(dtype, copy=False)
+    return xp.where(allowed, kept, xp.asarray(-xp.inf, dtype=dtype))
 
 
 def dropout_keep(like: Tensor, shape, p: float, training: bool = True):
@@ -637,37 +652,19 @@ def dropout_keep(like: Tensor, shape, p: float, training: bool = True):
     dropout is off). The same draws `dropout` makes for a tensor of this shape."""
     if not training or p == 0.0:
         return None
-    keep = like._backend().random_uniform(tuple(shape), np.float32) >= p
+    keep = like.backend.random_uniform(tuple(shape), np.float32) >= p
     return (keep * (1.0 / (1.0 - p))).astype(like.dtype)
 
 
 # ---------------------------------------------------------------- devices and dtypes
 
-class ToDevice(Function):
-    def forward(self, a, device):
-        target = get_backend(device)
-        self.out_device, self.source = target.device, self.backend.device
-        return target.asarray(self.backend.to_host(a) if device == "cpu" else a)
-
-    def backward(self, g):
-        return (g.to(self.source),)
-
-
-class Cast(Function):
-    def forward(self, a, dtype):
-        return a.astype(dtype)
-
-    def backward(self, g):
-        return (g.astype(self.inputs[0].dtype),)
-
-
 def to_device(x, device):
-    return ToDevice.apply(x, device=device)
+    return C.ToDevice.apply(x, device=device)
 
 
 def cast(x, dtype):
     dtype = np.dtype(dtype) if not str(dtype) == "bfloat16" else dtype
     if x.dtype == dtype:
         return x
-    return Cast.apply(x, dtype=dtype)
+    return C.Cast.apply(x, dtype=dtype)
 

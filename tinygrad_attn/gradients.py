@@ -25,7 +25,7 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False, retain_graph=No
         if g is None:
             if out.size != 1:
                 raise GraphError(f"grad(): grad_outputs is needed for the non-scalar output of shape {out.shape}")
-            g = Tensor._make(out._backend().xp.ones(out.shape, dtype=out.dtype), out.device)
+            g = Tensor.wrap(out.backend.xp.ones(out.shape, dtype=out.dtype), out.device)
         roots.append(out)
         seeds.append(_as_grad(g, out))
     for t in inputs:

@@ -146,8 +146,8 @@ def capture(model: Module, layers=None, enabled: bool = True):
     every TransformerBlock and MultiHeadAttention). `enabled=False` installs nothing
     and yields an empty Capture (a switch for training loops).
 
-    Watched attention layers run their composite path (see nn/attention.py): the same
-    numbers as `attn.fused = False` bit for bit, and as the fused path to float rounding.
+    Watched attention layers ask F.scaled_dot_product_attention for their scores and
+    weights (see nn/attention.py): the same numbers as an unwatched run to float rounding.
     """
     cap = Capture(model)
     if not enabled:

@@ -74,7 +74,7 @@ class Optimizer:
                     continue
                 state = self.state.setdefault(id(p), {"step": 0})
                 state["step"] += 1
-                self._update(p, p.grad.data, state, group, p._backend().xp)
+                self._update(p, p.grad.data, state, group, p.backend.xp)
 
     def _update(self, p, g, state, group, xp):
         raise NotImplementedError(f"{type(self).__name__} must define _update (the in-place step of one parameter)")
@@ -126,7 +126,7 @@ class Optimizer:
         new_state = {}
         for key, entry in state_dict.get("state", {}).items():
             p = params[int(key)]
-            backend = p._backend()
+            backend = p.backend
             new_state[id(p)] = {k: (backend.asarray(np.asarray(v)).astype(p.dtype) if hasattr(v, "shape") else v)
                                 for k, v in entry.items()}
         for saved, mine in zip(state_dict["param_groups"], self.param_groups):
@@ -326,5 +326,5 @@ def clip_grad_norm_(params, max_norm: float) -> float:
         scale = max_norm / (total + 1e-6)
         for p in params:
             # a new array, not `*=`: the graph walk may share one gradient array between parameters
-            p.grad = Tensor._make((p.grad.data * scale).astype(p.grad.dtype, copy=False), p.grad.device)
+            p.grad = Tensor.wrap((p.grad.data * scale).astype(p.grad.dtype, copy=False), p.grad.device)
     return total

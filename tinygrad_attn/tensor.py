@@ -44,8 +44,8 @@ class Tensor:
             self.requires_grad_(True)
 
     @classmethod
-    def _make(cls, data, device, requires_grad=False):
-        """Fast internal constructor for arrays already on `device` (op outputs)."""
+    def wrap(cls, data, device, requires_grad=False):
+        """A Tensor around an array already on `device`, without a copy (op outputs, constants)."""
         t = cls.__new__(cls)
         if not hasattr(data, "shape"):  # NumPy reductions return scalars, not 0-d arrays
             data = np.asarray(data)
@@ -83,9 +83,10 @@ class Tensor:
     def T(self):
         return self.permute(*reversed(range(self.ndim)))
 
-    def _backend(self):
-        # the backend exists already: the tensor's data was made by it
-        return _BACKENDS[self._device]
+    @property
+    def backend(self):
+        """The backend (array namespace, kernels, generator) of this tensor's device."""
+        return _BACKENDS[self._device]  # it exists already: the tensor's data was made by it
 
     def __len__(self):
         if self.ndim == 0:
@@ -101,7 +102,7 @@ class Tensor:
     # ---- conversion -------------------------------------------------------
     def numpy(self) -> np.ndarray:
         """The values as a NumPy array (copied to the host from a GPU)."""
-        return self._backend().to_host(self.data)
+        return self.backend.to_host(self.data)
 
     def item(self):
         if self.size != 1:
@@ -113,7 +114,7 @@ class Tensor:
 
     def detach(self) -> "Tensor":
         """The same values, cut from the graph (shares memory)."""
-        return Tensor._make(self.data, self._device, False)
+        return Tensor.wrap(self.data, self._device, False)
 
     def to(self, device) -> "Tensor":
         """A copy on `device` ("cpu" or "cuda"); the same tensor if it is already there."""
@@ -189,7 +190,7 @@ class Tensor:
                     f"backward(): grad can be implied only for a single-element output, this one has shape "
                     f"{self.shape}; pass grad= of that shape (or reduce it with .sum() first)"
                 )
-            grad = Tensor._make(self._backend().xp.ones(self.shape, dtype=self.dtype), self._device)
+            grad = Tensor.wrap(self.backend.xp.ones(self.shape, dtype=self.dtype), self._device)
         else:
             grad = _as_grad(grad, self)
         autograd.run_backward([self], [grad], retain_graph=retain_graph or create_graph, create_graph=create_graph)

@@ -74,7 +74,7 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, max_elementwise=256, 
         host = t.numpy().copy()
 
         def f_at(values):
-            t.data = t._backend().asarray(values)
+            t.data = t.backend.asarray(values)
             return f_value()
 
         try:
@@ -97,7 +97,7 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, max_elementwise=256, 
                             f"gradcheck: input {i} (shape {t.shape}): directional derivative {d} is {exact:.8g} "
                             f"analytically but {numeric:.8g} by finite differences")
         finally:
-            t.data = t._backend().asarray(host)
+            t.data = t.backend.asarray(host)
     return True
 
 

@@ -1,20 +1,17 @@
-"""The backend contract: the only place that knows NumPy from CuPy.
+"""Backends: the only place that knows NumPy from CuPy.
 
-A backend gives the engine
-  - `xp`: its array namespace (NumPy 2 and CuPy both follow the Array API closely,
-    so op code is written once against `xp`),
-  - `device`: the device name a Tensor reports ("cpu" or "cuda"),
-  - `asarray` / `to_host`: moving data in and out,
-  - `rng` / `seed`: a seeded random generator,
-  - `scatter_add(target, index, values)`: `target[index] += values` with repeated
-    indices accumulated (the Array API lacks it; embedding gradients need it),
-  - `erf`: the error function for the exact GELU,
-  - `fused`: an optional object of fused kernels that ops may use when present.
-Backends are created on first use; the CuPy one is imported only when asked for.
+`contract.Backend` is what every backend provides (array namespace, data movement,
+generator, row sums, named kernels); `get_backend(device)` gives the one of a device,
+created on first use. The CuPy backend is imported only when a tensor asks for "cuda".
+`keep_freed_host_memory()` is an opt-in process setting for training on the CPU.
 """
 from __future__ import annotations
 
 from ..errors import DeviceError
+from .contract import Backend
+from .host_memory import keep_freed_host_memory
+
+__all__ = ["Backend", "get_backend", "manual_seed", "cuda_is_available", "keep_freed_host_memory"]
 
 _BACKENDS: dict[str, object] = {}
 _SEED: int | None = None

@@ -1,7 +1,13 @@
-"""The GPU backend: CuPy arrays. Imported only when a tensor asks for device "cuda"."""
+"""The GPU backend: CuPy arrays. Imported only when a tensor asks for device "cuda".
+
+The named kernels are the CUDA kernels of cupy_kernels.py wherever one exists for the
+dtypes and axis at hand, and array_kernels.py's array code otherwise.
+"""
 import numpy as np
 
 from ..errors import DeviceError
+from .array_kernels import ArrayKernels
+from .contract import Backend
 
 INSTALL_HINT = ("install the GPU extra with: pip install 'tinygrad_attn[gpu]' "
                 "(it pulls CuPy for CUDA 12, cupy-cuda12x; on CUDA 13 install cupy-cuda13x instead)")
@@ -28,21 +34,19 @@ def _sample_dtype(dtype):
     return np.float64 if np.dtype(dtype) == np.float64 else np.float32
 
 
-class CupyBackend:
+class CupyBackend(ArrayKernels, Backend):
     device = "cuda"
 
     def __init__(self):
         cupy = _import_cupy()
-        import cupyx
         import cupyx.scipy.special
 
         from .cupy_kernels import CupyFused  # compiles nothing yet: kernels build on first use
 
         self.xp = cupy
-        self._cupyx = cupyx
         self._erf = cupyx.scipy.special.erf
         self.rng = cupy.random.default_rng()
-        self.fused = CupyFused(cupy)
+        self.cuda_kernels = CupyFused(cupy)
 
     def seed(self, seed: int) -> None:
         self.rng = self.xp.random.default_rng(seed)
@@ -56,7 +60,7 @@ class CupyBackend:
 
     def scatter_add(self, target, index, values) -> None:
         """target[index] += values, repeated indices accumulating (atomics on the GPU)."""
-        self._cupyx.scatter_add(target, index, values)
+        self.xp.add.at(target, index, values)  # cupyx.scatter_add is deprecated in CuPy 14
 
     def erf(self, x):
         # cupyx computes float16 in float32: give the caller back its own dtype
@@ -74,3 +78,77 @@ class CupyBackend:
     def synchronize(self) -> None:
         """Wait for the GPU to finish queued work (for timing)."""
         self.xp.cuda.get_current_stream().synchronize()
+
+    # ---- rows and columns: CuPy's own reductions (what was measured on the GPU) -----
+    @staticmethod
+    def row_sum(a):
+        return a.sum(axis=-1, keepdims=True)
+
+    @staticmethod
+    def row_dot(a, b):
+        return (a * b).sum(axis=-1, keepdims=True)
+
+    @staticmethod
+    def column_sum(a):
+        return a.sum(axis=0)
+
+    @staticmethod
+    def column_dot(a, b):
+        return (a * b).sum(axis=0)
+
+    # ---- named kernels: one CUDA kernel where it exists for these arrays --------
+    def _cuda(self, *arrays, axis=-1):
+        if self.cuda_kernels is None:  # switched off (tests and benchmarks compare both ways)
+            return None
+        ndim = arrays[0].ndim
+        fits = ndim > 0 and axis in (-1, ndim - 1) and self.cuda_kernels.supports(*arrays)
+        return self.cuda_kernels if fits else None
+
+    def softmax(self, x, axis, mask):
+        cuda = self._cuda(x, axis=axis)
+        return cuda.softmax(x, mask) if cuda else super().softmax(x, axis, mask)
+
+    def softmax_backward(self, y, g, axis):
+        cuda = self._cuda(y, g, axis=axis)
+        return cuda.softmax_backward(y, g) if cuda else super().softmax_backward(y, g, axis)
+
+    def log_softmax(self, x, axis):
+        cuda = self._cuda(x, axis=axis)
+        return cuda.log_softmax(x) if cuda else super().log_softmax(x, axis)
+
+    def log_softmax_backward(self, y, g, axis):
+        cuda = self._cuda(y, g, axis=axis)
+        return cuda.log_softmax_backward(y, g) if cuda else super().log_softmax_backward(y, g, axis)
+
+    def cross_entropy(self, logits, targets, ignore_index, label_smoothing):
+        cuda = self._cuda(logits)
+        if cuda is None:
+            return super().cross_entropy(logits, targets, ignore_index, label_smoothing)
+        loss, stats = cuda.cross_entropy(logits, targets, ignore_index, label_smoothing)
+        return loss.astype(logits.dtype), stats  # saved: per-row max and log-sum-exp
+
+    def cross_entropy_backward(self, logits, targets, saved, grad_scale, ignore_index, label_smoothing):
+        if saved.shape[-1:] != (2,) or saved.shape[:-1] != targets.shape or self._cuda(logits) is None:
+            return super().cross_entropy_backward(logits, targets, saved, grad_scale, ignore_index, label_smoothing)
+        return self.cuda_kernels.cross_entropy_backward(logits, targets, saved, grad_scale, ignore_index, label_smoothing)
+
+    def layer_norm(self, x, weight, bias, eps):
+        cuda = self._cuda(x, weight, bias)
+        if cuda is None:
+            return super().layer_norm(x, weight, bias, eps)
+        y, mean, rstd = cuda.layer_norm(x, weight, bias, eps)
+        return y, ("cuda", mean, rstd)
+
+    def layer_norm_backward(self, x, weight, g, saved, needs):
+        if not isinstance(saved[0], str):  # saved by the array kernels
+            return super().layer_norm_backward(x, weight, g, saved, needs)
+        return self.cuda_kernels.layer_norm_backward(x, weight, g, saved[1], saved[2], *needs)
+
+    def gelu_tanh(self, x):
+        cuda = self._cuda(x)
+        return (cuda.gelu(x), None) if cuda else super().gelu_tanh(x)
+
+    def gelu_tanh_backward(self, x, saved, g):
+        if saved is None:
+            return self.cuda_kernels.gelu_backward(x, g)
+        return super().gelu_tanh_backward(x, saved, g)

@@ -3,7 +3,7 @@
 Each op that would take several passes over memory as array expressions (max, subtract,
 exp, sum, divide: one kernel and one full read/write each) runs here as one kernel that
 reads a row once into cache and writes its result once. The entry points and what they
-compute are the ones of `ReferenceFused` in numpy_backend.py (plain array expressions,
+compute are those of the same-named kernels in array_kernels.py (plain array expressions,
 the readable specification); tests check the two agree on the GPU.
 
 Storage types: float32, float64, float16 and bfloat16 (CuPy 14 with ml_dtypes). Half
@@ -280,7 +280,7 @@ def _row_threads(C: int) -> int:
 
 
 class CupyFused:
-    """The fused kernels behind `backend.fused` on the GPU (same entry points as ReferenceFused)."""
+    """The CUDA kernels that CupyBackend runs for its named kernels (array_kernels.py gives the formulas)."""
 
     def __init__(self, cupy):
         self.xp = cupy

@@ -11,8 +11,11 @@ from the heap too, and the heap is not trimmed, so the process keeps the memory 
 its peak step for the next one, as a caching allocator does. Peak memory is unchanged
 (the peak step needed it anyway); memory is only returned when the process ends.
 
-Applied once, when the CPU backend is created. Opt out with the environment variable
-TINYGRAD_ATTN_KEEP_HOST_MEMORY=0. Elsewhere than glibc (macOS, musl) it does nothing.
+It changes the allocator of the whole process, so it is never a side effect of
+`import`: the trainer, the command line and the benchmarks call
+`tinygrad_attn.keep_freed_host_memory()`, and a library user may too. The environment
+variable TINYGRAD_ATTN_KEEP_HOST_MEMORY=0 turns the call into a no-op. Elsewhere than
+glibc (macOS, musl) it does nothing.
 """
 from __future__ import annotations
 

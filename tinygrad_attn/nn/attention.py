@@ -7,12 +7,10 @@ Inside: one fused projection x -> [q | k | v] (d -> 3d), split into heads (B, H,
 scores = q k^T / sqrt(dh) (B, H, Tq, Tk), masked softmax over keys, weights @ v, heads
 merged back to (B, T, d), output projection.
 
-Two paths compute it. When nothing below is watching (no hooks, nothing kept, no KV
-cache) and the input is on the CPU, the middle runs as one fused op
-(ops/attention.py, PackedSelfAttention: scores updated in place, heads split and merged
-through strided views, a hand-written backward). Otherwise each step is a Tensor of the
-graph, as written above, so it can be kept, hooked and differentiated twice. The two
-agree to float rounding; `attn.fused = False` forces the composite path.
+The middle is `F.scaled_dot_product_attention` on strided views of the projection (no
+copies to split or merge heads). When something below is watching (kept weights, the
+on_scores / on_weights hooks) it asks that function for its scores and weights, and the
+same maths then runs step by step as Tensors; the two agree to float rounding.
 
 Masks are boolean, True = may attend: `key_padding_mask` (B, Tk) marks real tokens,
 `attn_mask` broadcasts to (B, H, Tq, Tk) (or is a float mask added to the scores), and
@@ -33,13 +31,10 @@ Looking inside (the graph stays intact, so gradients can be read too):
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .. import functional as F
-from ..errors import ShapeError
-from ..ops.attention import PackedSelfAttention, additive_mask
+from ..errors import DeviceError, ShapeError
 from ..tensor import Tensor
 from .layers import Linear
 from .module import Module
@@ -68,8 +63,8 @@ class LayerKVCache:
             if self.k.shape[:2] != k.shape[:2] or self.k.shape[-1] != k.shape[-1]:
                 raise ShapeError(f"KVCache: cached keys have shape {tuple(self.k.shape)} (B, H, T, dh) but the "
                                  f"new keys have shape {tuple(k.shape)}; call reset() before a new batch")
-            k = F.cat([Tensor._make(self.k, k.device), k], axis=-2)
-            v = F.cat([Tensor._make(self.v, v.device), v], axis=-2)
+            k = F.cat([Tensor.wrap(self.k, k.device), k], axis=-2)
+            v = F.cat([Tensor.wrap(self.v, v.device), v], axis=-2)
         self.k, self.v = k.data, v.data
         return k, v
 
@@ -117,10 +112,9 @@ def _bool_array(mask, like: Tensor, what: str):
     """A mask as a raw array on like's device."""
     if isinstance(mask, Tensor):
         if mask.device != like.device:
-            from ..errors import DeviceError
             raise DeviceError(f"MultiHeadAttention: {what} is on {mask.device} but the input is on {like.device}")
         return mask.data
-    return like._backend().asarray(mask)
+    return like.backend.asarray(mask)
 
 
 class MultiHeadAttention(Module):
@@ -140,13 +134,13 @@ class MultiHeadAttention(Module):
         self.qkv = Linear(d_model, 3 * d_model, bias=bias, init_std=init_std)
         self.out_proj = Linear(d_model, d_model, bias=bias, init_std=init_std if out_init_std is None else out_init_std)
         self.keep_weights = False
-        self.fused = True  # see forward: used only when nothing inside is being watched
         self.on_scores = self.on_weights = self.on_qkv = None
         self.last_scores = self.last_weights = None
 
-    def _mask(self, x, t_q, t_k, key_padding_mask, attn_mask, is_causal):
-        """The combined boolean mask (broadcasting to (B, H, Tq, Tk)) and an additive float mask, or None."""
-        mask, additive = None, None
+    def _mask(self, x, t_q, t_k, key_padding_mask, attn_mask):
+        """key_padding_mask and attn_mask as one mask for the scores (B, H, Tq, Tk): boolean,
+        or float (added to the scores, -inf at padding) when attn_mask is float; or None."""
+        mask = None
         if key_padding_mask is not None:
             kpm = _bool_array(key_padding_mask, x, "key_padding_mask")
             if kpm.dtype != np.bool_ or tuple(kpm.shape) != (x.shape[0], t_k):
@@ -154,73 +148,44 @@ class MultiHeadAttention(Module):
                                  f"{(x.shape[0], t_k)} (True = real token; Tk counts cached keys too), "
                                  f"got {kpm.dtype} {tuple(kpm.shape)}")
             mask = kpm[:, None, None, :]
-        if attn_mask is not None:
-            m = _bool_array(attn_mask, x, "attn_mask")
-            F.require_broadcast("MultiHeadAttention", "attn_mask", m.shape, "the scores' shape (B, H, Tq, Tk)",
-                                (x.shape[0], self.n_heads, t_q, t_k))
-            if m.dtype == np.bool_:
-                mask = m if mask is None else mask & m
-            else:
-                additive = Tensor._make(m.astype(x.dtype), x.device)
-        if is_causal:
-            c = F.causal_mask(t_q, t_k, x.device)
-            mask = c if mask is None else mask & c
-        return mask, additive
-
-    def _project(self, x, i):
-        """Query (i=0), key (1) or value (2): the i-th block of rows of the fused QKV weight.
-
-        Slicing the (3d, d) weight rather than the (B, T, 3d) output gives the same numbers,
-        but the backward then scatters into a weight-sized zero array instead of three
-        activation-sized ones (measured: about 40 ms less per step of the benchmark decoder).
-        """
-        d, w, b = self.d_model, self.qkv.weight, self.qkv.bias
-        return F.linear(x, w[i * d:(i + 1) * d], None if b is None else b[i * d:(i + 1) * d])
-
-    def _can_fuse(self, x, cache, need_weights) -> bool:
-        """The fused core runs when nobody looks inside: no hooks, nothing kept, no cache (and on
-        the CPU, where it is measured; CUDA runs the composite path with its fused softmax)."""
-        watched = self.on_qkv or self.on_scores or self.on_weights or self.keep_weights or need_weights
-        return self.fused and not watched and cache is None and x.device == "cpu"
-
-    def _fused_forward(self, x, key_padding_mask, attn_mask, is_causal):
-        B, T, _ = x.shape
-        mask, additive = self._mask(x, T, T, key_padding_mask, attn_mask, is_causal)
-        mask = additive_mask(x._backend().xp, mask, None if additive is None else additive.data, x.dtype)
-        keep = F.dropout_keep(x, (B, self.n_heads, T, T), self.dropout, self.training)
-        heads = PackedSelfAttention.apply(self.qkv(x), n_heads=self.n_heads, mask=mask,
-                                          scale=1.0 / math.sqrt(self.head_dim), keep=keep)
-        return self.out_proj(heads)
+        if attn_mask is None:
+            return mask
+        m = _bool_array(attn_mask, x, "attn_mask")
+        F.require_broadcast("MultiHeadAttention", "attn_mask", m.shape, "the scores' shape (B, H, Tq, Tk)",
+                            (x.shape[0], self.n_heads, t_q, t_k))
+        if mask is None:
+            return m
+        if m.dtype == np.bool_:
+            return mask & m
+        xp = x.backend.xp
+        return xp.where(mask, m.astype(x.dtype), xp.asarray(-xp.inf, dtype=x.dtype))
 
     def forward(self, x, key_padding_mask=None, is_causal=False, attn_mask=None, kv_cache=None, need_weights=False):
         if x.ndim != 3 or x.shape[-1] != self.d_model:
             raise ShapeError(f"MultiHeadAttention: expected input (B, T, {self.d_model}), got {tuple(x.shape)}")
-        B, T, _ = x.shape
+        B, T, d = x.shape
         H, dh = self.n_heads, self.head_dim
         cache = _layer_cache(kv_cache)
-        if self._can_fuse(x, cache, need_weights):
-            return self._fused_forward(x, key_padding_mask, attn_mask, is_causal)
-        q, k, v = (self._project(x, i).reshape(B, T, H, dh).permute(0, 2, 1, 3) for i in range(3))  # (B, H, T, dh)
+        # split heads as views of the projection: (B, T, d) -> (B, T, H, dh) -> (B, H, T, dh)
+        q, k, v = (t.reshape(B, T, H, dh).permute(0, 2, 1, 3) for t in F.split(self.qkv(x), d, axis=-1))
         if cache is not None:
             k, v = cache.append(k, v)
         if self.on_qkv is not None:
             self.on_qkv(q, k, v)
-        t_k = k.shape[-2]
-        mask, additive = self._mask(x, T, t_k, key_padding_mask, attn_mask, is_causal)
-        # scale q rather than the scores: T*dh multiplications instead of T*Tk
-        scores = (q * (1.0 / math.sqrt(dh))) @ k.swapaxes(-1, -2)           # (B, H, Tq, Tk)
-        if additive is not None:
-            scores = scores + additive
-        if self.on_scores is not None:
-            self.on_scores(scores)
-        weights = F.softmax(scores, -1, mask=mask)
-        if self.on_weights is not None:
-            self.on_weights(weights)
-        keep = need_weights or self.keep_weights
-        self.last_scores, self.last_weights = (scores, weights) if keep else (None, None)
-        weights = F.dropout(weights, self.dropout, self.training)
-        out = (weights @ v).permute(0, 2, 1, 3).reshape(B, T, self.d_model)  # merge heads
-        return self.out_proj(out)
+        mask = self._mask(x, T, k.shape[-2], key_padding_mask, attn_mask)
+        watched = need_weights or self.keep_weights or self.on_scores or self.on_weights
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, dropout_p=self.dropout,
+                                             training=self.training, return_weights=watched, return_scores=watched)
+        self.last_scores = self.last_weights = None
+        if watched:
+            out, weights, scores = out
+            if self.on_scores is not None:
+                self.on_scores(scores)
+            if self.on_weights is not None:
+                self.on_weights(weights)
+            if need_weights or self.keep_weights:
+                self.last_scores, self.last_weights = scores, weights
+        return self.out_proj(out.permute(0, 2, 1, 3).reshape(B, T, d))  # merge heads: a view
 
     def extra_repr(self):
         return f"d_model={self.d_model}, n_heads={self.n_heads}, dropout={self.dropout}"

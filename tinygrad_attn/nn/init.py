@@ -9,13 +9,13 @@ from ..tensor import Tensor
 
 
 def normal_(t: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
-    backend = t._backend()
+    backend = t.backend
     t.data[...] = backend.random_normal(t.shape, np.dtype(t.dtype)) * std + mean
     return t
 
 
 def uniform_(t: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
-    backend = t._backend()
+    backend = t.backend
     t.data[...] = backend.random_uniform(t.shape, np.dtype(t.dtype)) * (b - a) + a
     return t
 

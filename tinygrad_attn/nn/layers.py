@@ -63,20 +63,19 @@ class Embedding(Module):
 class LayerNorm(Module):
     """Normalise over the last axis (size `normalized_shape`), then scale by weight and shift by bias.
 
-    Uses the fused op; set `fused = False` for the composite form when second
-    derivatives are needed (the fused op is once-differentiable).
+    One op (a backend kernel forward and backward), differentiable any number of times.
     """
 
     def __init__(self, normalized_shape: int, eps: float = 1e-5):
         super().__init__()
         if not isinstance(normalized_shape, (int, np.integer)):
             (normalized_shape,) = tuple(normalized_shape)  # accept (d,) like PyTorch, nothing wider
-        self.normalized_shape, self.eps, self.fused = int(normalized_shape), eps, True
+        self.normalized_shape, self.eps = int(normalized_shape), eps
         self.weight = Parameter(ones(self.normalized_shape))
         self.bias = Parameter(zeros(self.normalized_shape))
 
     def forward(self, x):
-        return F.layer_norm(x, self.weight, self.bias, self.eps, fused=self.fused)
+        return F.layer_norm(x, self.weight, self.bias, self.eps)
 
     def extra_repr(self):
         return f"{self.normalized_shape}, eps={self.eps}"
@@ -246,7 +245,7 @@ def _position_ids(positions, offset, max_len, device, who):
     ids = get_backend(device).asarray(data) + offset
     if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= max_len):
         raise ShapeError(f"{who}: positions span [{int(ids.min())}, {int(ids.max())}] but max_len={max_len}")
-    return Tensor._make(ids, device)
+    return Tensor.wrap(ids, device)
 
 
 class PositionalEmbedding(Module):

@@ -43,7 +43,7 @@ class Parameter(Tensor):
     def __init__(self, data, requires_grad=True):
         if not isinstance(data, Tensor):
             data = Tensor(data)
-        backend = data._backend()
+        backend = data.backend
         dtype = data.dtype if _is_float(data.dtype) else np.float32
         super().__init__(backend.xp.array(data.data, dtype=dtype, copy=True), device=data.device)
         self.requires_grad_(requires_grad)
@@ -56,18 +56,18 @@ def _move_in_place(t: Tensor, device: str) -> None:
     """Put t's values (and its grad) on `device`, keeping the Tensor object itself."""
     if t.device == device:
         return
-    source, target = t._backend(), get_backend(device)
+    source, target = t.backend, get_backend(device)
     t.data = target.asarray(source.to_host(t.data) if device == "cpu" else t.data)
     t._device = target.device
     if t.grad is not None:
         g = t.grad
-        t.grad = Tensor._make(target.asarray(source.to_host(g.data) if device == "cpu" else g.data), target.device)
+        t.grad = Tensor.wrap(target.asarray(source.to_host(g.data) if device == "cpu" else g.data), target.device)
 
 
 def _as_array_like(value, like: Tensor, name: str):
     """`value` (Tensor or array, any device) as an array of like's shape, dtype and device."""
     data = value.data if isinstance(value, Tensor) else value
-    backend = like._backend()
+    backend = like.backend
     if type(data).__module__.startswith("cupy") and like.device == "cpu":
         data = data.get()
     arr = backend.asarray(data)

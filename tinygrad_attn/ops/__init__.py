@@ -4,6 +4,7 @@ elementwise.py  arithmetic, unary math, activations, where/masked_fill/clip
 reduce.py       sum, max, logsumexp
 shape.py        reshape, permute, expand, cat, getitem and its adjoint scatter
 linalg.py       matmul, linear
-attention.py    the attention core fused: softmax(scale q k^T, masked) v, and its packed-QKV form
-nn.py           softmax, log_softmax, cross_entropy, layer_norm (fused)
+attention.py    the attention core as one op: softmax(scale q k^T + mask) v
+nn.py           softmax, log_softmax, cross_entropy, layer_norm, embedding
+convert.py      moving between devices and dtypes
 """

@@ -1,20 +1,14 @@
 """Elementwise ops. Broadcasting is undone by the graph walk, not here."""
 import math
 
-from ..autograd import Function, is_grad_enabled
+from ..autograd import Function
+from ..backend.array_kernels import GELU_K0, GELU_K1
 
 
 def const(like, array):
     """A constant (no-grad) Tensor on the device of `like`."""
     from ..tensor import Tensor
-    return Tensor._make(array, like.device, False)
-
-
-def fused_kernels(fn, *arrays):
-    """The backend's fused kernels (backend.fused) if it has them for these arrays, else None:
-    then the op's own array expressions, the reference path, run instead."""
-    fused = fn.backend.fused
-    return fused if fused is not None and fused.supports(*arrays) else None
+    return Tensor.wrap(array, like.device, False)
 
 
 class Add(Function):
@@ -149,71 +143,25 @@ class Abs(Function):
         return (g * const(g, self.xp.sign(a.data).astype(g.dtype)),)
 
 
-_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
-_GELU_C = 0.044715
-
-
 class GeluTanh(Function):
-    """GELU, tanh approximation (GPT-2): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+    """GELU, tanh approximation (GPT-2): 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3).
 
-    Written as x * s with s = 0.5 (1 + tanh(u)) = sigmoid(2u), u = sqrt(2/pi) (x + c x^3):
-    forward keeps s, and backward needs no second tanh, d/dx = s + x s (1 - s) 2u'.
+    Forward and fast backward are the backend's `gelu_tanh` kernels (which keep
+    s = 0.5 (1 + tanh u) for backward, so it needs no second tanh).
     """
 
     def forward(self, a):
-        xp = self.xp
-        fused = fused_kernels(self, a)
-        if fused is not None:
-            return fused.gelu(a)
-        if a.ndim == 0:  # NumPy gives scalars, not arrays, for 0-d arithmetic: no in-place ops
-            return self.forward(a.reshape(1)).reshape(())
-        self.saved = _gelu_tanh_sigmoid(xp, a)
-        return a * self.saved
+        y, self.saved = self.backend.gelu_tanh(a)
+        return y
 
     def backward(self, g):
         x = self.inputs[0]
-        fused = fused_kernels(self, x.data, g.data)
-        if fused is not None and not is_grad_enabled():
-            return (const(g, fused.gelu_backward(x.data, g.data)),)
-        if not is_grad_enabled():
-            s = self.saved if self.saved is not None else _gelu_tanh_sigmoid(self.xp, x.data)  # forward was fused
-            return (const(g, _gelu_tanh_grad(self.xp, x.data, s, g.data)),)
-        # composite form, so that the gradient itself can be differentiated
-        t = (_SQRT_2_OVER_PI * (x + _GELU_C * x * x * x)).tanh()
-        dt = _SQRT_2_OVER_PI * (1 + 3 * _GELU_C * x * x)
-        return (g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * dt),)
+        t = (GELU_K0 * (x + GELU_K1 * x * x * x)).tanh()
+        du = GELU_K0 * (1 + 3 * GELU_K1 * x * x)
+        return (g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du),)
 
-
-def _gelu_tanh_sigmoid(xp, a):
-    """s = 0.5 (1 + tanh(k0 (a + c a^3))) in place in one temporary: this runs on the widest
-    activation of every block."""
-    if a.ndim == 0:  # 0-d arithmetic gives NumPy scalars, which cannot be updated in place
-        return _gelu_tanh_sigmoid(xp, a.reshape(1)).reshape(())
-    s = a * a
-    s *= _SQRT_2_OVER_PI * _GELU_C
-    s += _SQRT_2_OVER_PI
-    s *= a
-    xp.tanh(s, out=s)
-    s *= 0.5
-    s += 0.5
-    return s
-
-
-def _gelu_tanh_grad(xp, x, s, g):
-    """g * d gelu_tanh / dx on arrays, in place (two temporaries, one pass each step):
-    d/dx = s + x s (1 - s) 2u', with s the forward's sigmoid(2u) and 2u' = 2 k0 (1 + 3 c x^2)."""
-    if x.ndim == 0:  # 0-d arithmetic gives NumPy scalars, which cannot be updated in place
-        return _gelu_tanh_grad(xp, x.reshape(1), s.reshape(1), g.reshape(1)).reshape(())
-    slope = x * x
-    slope *= 6 * _SQRT_2_OVER_PI * _GELU_C
-    slope += 2 * _SQRT_2_OVER_PI
-    slope *= x  # x 2u'
-    d = xp.subtract(1, s, dtype=s.dtype)
-    d *= s
-    d *= slope
-    d += s
-    d *= g
-    return d
+    def fast_backward(self, g):
+        return (self.backend.gelu_tanh_backward(self.inputs[0].data, self.saved, g),)
 
 
 class GeluExact(Function):
@@ -245,7 +193,7 @@ def _normal_cdf(x):
 def _split_at_ties(g, a_wins, ties):
     """Gradients of an elementwise max/min: all of g to the winner, half to each side at ties."""
     share_a = a_wins.astype(g.dtype) + 0.5 * ties.astype(g.dtype)
-    share_a = g._backend().xp.broadcast_to(share_a, g.shape)
+    share_a = g.backend.xp.broadcast_to(share_a, g.shape)
     return g * const(g, share_a), g * const(g, 1 - share_a)
 
 

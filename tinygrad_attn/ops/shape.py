@@ -1,5 +1,5 @@
 """Shape ops: they move or copy values, so their backward moves the gradient back."""
-from ..autograd import Function
+from ..autograd import Function, IndexedGrad
 
 
 class Reshape(Function):
@@ -62,18 +62,29 @@ class GetItem(Function):
     def backward(self, g):
         return (ScatterAdd.apply(g, index=self.index, shape=self.inputs[0].shape),)
 
+    def fast_backward(self, g):
+        shape = self.inputs[0].shape
+        if _has_array(self.index):
+            return (_scatter(self.backend, g, self.index, shape),)
+        # a slice (a piece of split/chunk, a head, a row): the walk writes it into the one
+        # gradient buffer of the input instead of a zero array per piece
+        return (IndexedGrad(self.xp, self.index, g, shape),)
+
+
+def _scatter(backend, g, index, shape):
+    out = backend.xp.zeros(shape, dtype=g.dtype)
+    backend.scatter_add(out, index, g)
+    return out
+
 
 class ScatterAdd(Function):
     """The adjoint of GetItem: zeros of `shape` with g added at `index` (repeats accumulate)."""
 
     def forward(self, g, index, shape):
         self.index = index
-        out = self.xp.zeros(shape, dtype=g.dtype)
         if _has_array(index):
-            self.backend.scatter_add(out, index, g)
-        else:
-            out[index] = g
-        return out
+            return _scatter(self.backend, g, index, shape)
+        return IndexedGrad(self.xp, index, g, shape).dense()
 
     def backward(self, gg):
         return (gg[self.index],)

@@ -1,0 +1,230 @@
+"""The named kernels of the backend contract, written once against the array namespace `xp`.
+
+These are the CPU implementation (the NumPy backend uses them as they are) and what
+the CuPy backend runs wherever it has no CUDA kernel of its own. They work in place
+wherever they can: the arrays here are the largest of a training step (attention's
+(B, H, T, T) scores, the MLP's 4d-wide activations), and every full-size temporary
+saved is a pass through memory saved. Each kernel's docstring gives its formula; the
+op that calls it (ops/) has the same derivative written with Tensor ops, and the
+tests hold the two against each other.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+GELU_K0 = math.sqrt(2.0 / math.pi)
+GELU_K1 = 0.044715
+
+
+class ArrayKernels:
+    """Mixin: the kernels of `Backend` on `self.xp`, using the backend's row/column sums."""
+
+    # ---- softmax family ---------------------------------------------------
+    def softmax(self, x, axis, mask):
+        """exp(x - max) / sum, masked entries 0; a row with nothing kept is all 0 (not NaN).
+
+        One full-size temporary, then everything in place."""
+        xp = self.xp
+        if x.ndim == 0:  # one entry is its own distribution (and CuPy has no axis 0 on 0-d arrays)
+            one = xp.ones_like(x)
+            return one if mask is None else xp.where(mask, one, xp.zeros_like(x))
+        if mask is not None:
+            e = xp.where(mask, x, xp.asarray(-xp.inf, dtype=x.dtype))
+            m = xp.max(e, axis=axis, keepdims=True)
+            e -= xp.where(xp.isfinite(m), m, xp.asarray(0, dtype=x.dtype))
+        else:
+            e = x - xp.max(x, axis=axis, keepdims=True)
+        xp.exp(e, out=e)
+        s = self.row_sum(e) if axis in (-1, e.ndim - 1) else xp.sum(e, axis=axis, keepdims=True)
+        if mask is not None:
+            s[s == 0] = 1  # empty rows: 0 / 1 = 0
+        e /= s
+        return e
+
+    def softmax_backward(self, y, g, axis):
+        """dx = y * (g - sum(g * y))."""
+        xp = self.xp
+        if y.ndim == 0:  # a one-entry distribution does not move
+            return xp.zeros_like(g)
+        if axis in (-1, y.ndim - 1):
+            dot = self.row_dot(g, y)
+        else:
+            dot = xp.sum(g * y, axis=axis, keepdims=True)
+        out = g - dot
+        out *= y
+        return out
+
+    def log_softmax(self, x, axis):
+        """x - max - log(sum(exp(x - max)))."""
+        xp = self.xp
+        if x.ndim == 0:  # log of a one-entry distribution
+            return xp.zeros_like(x)
+        shifted = x - xp.max(x, axis=axis, keepdims=True)
+        shifted -= xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
+        return shifted
+
+    def log_softmax_backward(self, y, g, axis):
+        """dx = g - exp(y) * sum(g)."""
+        xp = self.xp
+        if y.ndim == 0:
+            return xp.zeros_like(g)
+        out = xp.exp(y)
+        out *= xp.sum(g, axis=axis, keepdims=True)
+        return g - out
+
+    # ---- cross entropy ----------------------------------------------------
+    def cross_entropy(self, logits, targets, ignore_index, label_smoothing):
+        """loss = log sum exp(x - m) - (x_t - m), mixed with the mean over classes for label
+        smoothing; saved: the probabilities. Working on x - m keeps the loss exact near the
+        max, where log-sum-exp itself would be rounded at the scale of |x|."""
+        xp = self.xp
+        valid = targets != ignore_index
+        safe = xp.where(valid, targets, 0)
+        shifted = logits - xp.max(logits, axis=-1, keepdims=True)
+        e = xp.exp(shifted)
+        s = self.row_sum(e)
+        log_s = xp.log(s)[..., 0]
+        loss = log_s - xp.take_along_axis(shifted, safe[..., None], axis=-1)[..., 0]
+        if label_smoothing:
+            loss = (1 - label_smoothing) * loss + label_smoothing * (log_s - xp.mean(shifted, axis=-1))
+        e /= s
+        return xp.where(valid, loss, xp.asarray(0, dtype=logits.dtype)), e
+
+    def cross_entropy_backward(self, logits, targets, probs, grad_scale, ignore_index, label_smoothing):
+        """dx = scale * (probs - ((1 - eps) onehot(target) + eps / C)), 0 on ignored positions."""
+        xp = self.xp
+        valid = targets != ignore_index
+        scale = xp.where(valid, xp.asarray(grad_scale, dtype=probs.dtype), xp.asarray(0, dtype=probs.dtype))[..., None]
+        dx = probs * scale
+        if label_smoothing:
+            dx -= scale * (label_smoothing / probs.shape[-1])
+        at = xp.where(valid, targets, 0)[..., None]
+        xp.put_along_axis(dx, at, xp.take_along_axis(dx, at, axis=-1) - scale * (1 - label_smoothing), axis=-1)
+        return dx
+
+    # ---- layer norm -------------------------------------------------------
+    def layer_norm(self, x, weight, bias, eps):
+        """xhat = (x - mean) * rstd, rstd = 1 / sqrt(var + eps); y = xhat * weight + bias.
+        saved: (xhat, rstd)."""
+        xp = self.xp
+        inv_d = 1.0 / x.shape[-1]
+        xhat = x - self.row_sum(x) * inv_d
+        var = self.row_dot(xhat, xhat)
+        var *= inv_d
+        var += eps
+        rstd = 1.0 / xp.sqrt(var)
+        xhat *= rstd  # in place: centered becomes xhat
+        y = xhat * weight
+        y += bias
+        return y, (xhat, rstd)
+
+    def layer_norm_backward(self, x, weight, g, saved, needs):
+        """dx = rstd (gw - mean(gw) - xhat mean(gw xhat)) with gw = g * weight;
+        dweight = sum over rows of g xhat; dbias = sum over rows of g."""
+        xhat, rstd = saved
+        need_dx, need_dw, need_db = needs
+        inv_d = 1.0 / g.shape[-1]
+        dx = None
+        if need_dx:
+            dx = g * weight
+            proj = self.row_dot(dx, xhat)
+            proj *= inv_d
+            proj = proj * xhat
+            dx -= self.row_sum(dx) * inv_d
+            dx -= proj
+            dx *= rstd
+        rows, xhat_rows = g.reshape(-1, g.shape[-1]), xhat.reshape(-1, g.shape[-1])
+        dw = self.column_dot(rows, xhat_rows) if need_dw else None
+        db = self.column_sum(rows) if need_db else None
+        return dx, dw, db
+
+    # ---- GELU (tanh approximation) ---------------------------------------
+    def gelu_tanh(self, x):
+        """y = x s with s = 0.5 (1 + tanh(u)), u = k0 (x + k1 x^3); saved: s."""
+        s = self._gelu_sigmoid(x)
+        return x * s, s
+
+    def _gelu_sigmoid(self, x):
+        if x.ndim == 0:  # 0-d arithmetic gives NumPy scalars, which cannot be updated in place
+            return self._gelu_sigmoid(x.reshape(1)).reshape(())
+        s = x * x
+        s *= GELU_K0 * GELU_K1
+        s += GELU_K0
+        s *= x
+        self.xp.tanh(s, out=s)
+        s *= 0.5
+        s += 0.5
+        return s
+
+    def gelu_tanh_backward(self, x, s, g):
+        """dx = g (s + x s (1 - s) 2u'), 2u' = 2 k0 (1 + 3 k1 x^2): s = sigmoid(2u), so no
+        second tanh is needed."""
+        if x.ndim == 0:
+            return self.gelu_tanh_backward(x.reshape(1), s.reshape(1), g.reshape(1)).reshape(())
+        slope = x * x
+        slope *= 6 * GELU_K0 * GELU_K1
+        slope += 2 * GELU_K0
+        slope *= x  # x 2u'
+        d = self.xp.subtract(1, s, dtype=s.dtype)
+        d *= s
+        d *= slope
+        d += s
+        d *= g
+        return d
+
+    # ---- attention core ---------------------------------------------------
+    def attention(self, q, k, v, mask, scale, keep):
+        """S = scale q k^T + mask (-inf where not allowed); P = softmax(S); out = (P * keep) v.
+
+        The (..., Tq, Tk) scores are one array updated in place, and only P is saved. q, k
+        and v may be strided views (heads of one projection): the products read them in
+        place, and the output is laid out in memory like q, so that merging the heads back
+        is a view rather than a copy."""
+        p = self._probabilities(q, k, mask, scale)
+        weights = p if keep is None else p * keep
+        return self._matmul_like(weights, v, q), p
+
+    def attention_backward(self, q, k, v, p, keep, g, scale):
+        """dV = (P keep)^T dO;  dP = (dO v^T) keep;  dS = P (dP - rowsum(dP P));
+        dQ = scale dS k;  dK = scale dS^T q."""
+        weights = p if keep is None else p * keep
+        dv = self._matmul_like(weights.swapaxes(-1, -2), g, v)
+        del weights
+        ds = self.xp.matmul(g, v.swapaxes(-1, -2))  # dP, then dS in place
+        if keep is not None:
+            ds *= keep
+        ds -= self.row_dot(ds, p)
+        ds *= p
+        ds *= scale
+        dq = self._matmul_like(ds, k, q)
+        dk = self._matmul_like(ds.swapaxes(-1, -2), q, k)
+        return dq, dk, dv
+
+    def _probabilities(self, q, k, mask, scale):
+        xp = self.xp
+        s = xp.matmul(q, k.swapaxes(-1, -2))
+        s *= scale
+        if mask is not None:
+            if mask.ndim > s.ndim or any(m > n for m, n in zip(mask.shape[::-1], s.shape[::-1])):
+                s = s + mask  # the mask has batch axes the scores lack: they broadcast up
+            else:
+                s += mask
+        m = s.max(axis=-1, keepdims=True)
+        if mask is not None:
+            m[~xp.isfinite(m)] = 0  # rows with nothing to attend to: exp(-inf - 0) = 0 everywhere
+        s -= m
+        xp.exp(s, out=s)
+        total = self.row_sum(s)
+        if mask is not None:
+            total[total == 0] = 1  # ... and 0 / 1 = 0 instead of NaN
+        s /= total
+        return s
+
+    def _matmul_like(self, a, b, like):
+        """a @ b, written into an array laid out like `like` when the product has its shape."""
+        xp = self.xp
+        shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
+        out = xp.empty_like(like) if shape == like.shape and a.dtype == like.dtype else None
+        return xp.matmul(a, b, out=out)

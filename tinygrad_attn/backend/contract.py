@@ -1,0 +1,122 @@
+"""The backend contract: everything the engine asks of a device, as one abstract class.
+
+A backend gives
+  - `xp`, its array namespace (NumPy 2 and CuPy follow the Array API closely, so op
+    code is written once against `xp`), and `device`, the name a Tensor reports;
+  - data movement: `asarray`, `to_host`, `synchronize`;
+  - a seeded generator: `seed`, `random_normal`, `random_uniform`, `random_integers`;
+  - what the Array API lacks: `scatter_add` (embedding gradients), `erf` (exact GELU),
+    and sums along rows and columns, which each library does fastest its own way;
+  - the named kernels of the fused ops. Each op's forward calls one, and its fast
+    backward (see autograd.Function) another; the op's Tensor-level backward is the
+    mathematical truth they are tested against. `array_kernels.ArrayKernels` writes
+    them once against `xp`; a backend overrides one where it has something faster
+    (the CUDA kernels of cupy_kernels.py).
+
+Both backends subclass `Backend`, so a missing method is an error at construction,
+not a surprise in the middle of a training step.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+
+class Backend(ABC):
+    device: str
+    xp: object
+
+    # ---- data movement ----------------------------------------------------
+    @abstractmethod
+    def asarray(self, data, dtype=None):
+        """`data` (a list, a NumPy or a CuPy array) as an array of this backend."""
+
+    @abstractmethod
+    def to_host(self, array):
+        """The array as a NumPy array."""
+
+    @abstractmethod
+    def synchronize(self) -> None:
+        """Wait until queued work is done (for timing)."""
+
+    # ---- random numbers ---------------------------------------------------
+    @abstractmethod
+    def seed(self, seed: int) -> None: ...
+
+    @abstractmethod
+    def random_normal(self, shape, dtype): ...
+
+    @abstractmethod
+    def random_uniform(self, shape, dtype): ...
+
+    @abstractmethod
+    def random_integers(self, low, high, shape): ...
+
+    # ---- what the Array API lacks ----------------------------------------
+    @abstractmethod
+    def scatter_add(self, target, index, values) -> None:
+        """target[index] += values, repeated indices accumulating."""
+
+    @abstractmethod
+    def erf(self, x): ...
+
+    @abstractmethod
+    def row_sum(self, a):
+        """a.sum(axis=-1, keepdims=True)."""
+
+    @abstractmethod
+    def row_dot(self, a, b):
+        """(a * b).sum(axis=-1, keepdims=True)."""
+
+    @abstractmethod
+    def column_sum(self, a):
+        """a.sum(axis=0) of a matrix (n, d): the gradient of a bias."""
+
+    @abstractmethod
+    def column_dot(self, a, b):
+        """(a * b).sum(axis=0) of matrices (n, d): the gradient of a scale."""
+
+    # ---- named kernels ----------------------------------------------------
+    @abstractmethod
+    def softmax(self, x, axis, mask):
+        """softmax over `axis`; a boolean `mask` (True = keep) zeroes the rest, and a row
+        with nothing kept is all zeros."""
+
+    @abstractmethod
+    def softmax_backward(self, y, g, axis): ...
+
+    @abstractmethod
+    def log_softmax(self, x, axis): ...
+
+    @abstractmethod
+    def log_softmax_backward(self, y, g, axis): ...
+
+    @abstractmethod
+    def cross_entropy(self, logits, targets, ignore_index, label_smoothing):
+        """(loss per position, saved): 0 where the target is `ignore_index`."""
+
+    @abstractmethod
+    def cross_entropy_backward(self, logits, targets, saved, grad_scale, ignore_index, label_smoothing):
+        """d/dlogits of sum(loss * grad_scale); grad_scale is a number or one per position."""
+
+    @abstractmethod
+    def layer_norm(self, x, weight, bias, eps):
+        """(y, saved) for y = (x - mean) / sqrt(var + eps) * weight + bias over the last axis."""
+
+    @abstractmethod
+    def layer_norm_backward(self, x, weight, g, saved, needs):
+        """(dx, dweight, dbias); `needs` says which of the three to compute (others None)."""
+
+    @abstractmethod
+    def gelu_tanh(self, x):
+        """(y, saved) for GELU's tanh approximation."""
+
+    @abstractmethod
+    def gelu_tanh_backward(self, x, saved, g): ...
+
+    @abstractmethod
+    def attention(self, q, k, v, mask, scale, keep):
+        """(out, saved) for out = (softmax(scale q k^T + mask) * keep) v."""
+
+    @abstractmethod
+    def attention_backward(self, q, k, v, saved, keep, g, scale):
+        """(dq, dk, dv), each laid out in memory like its input where the shapes agree."""
