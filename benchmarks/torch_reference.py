@@ -1,10 +1,10 @@
 """The same models in PyTorch eager, for the benchmarks only (never imported by the engine or tests).
 
-Kept structurally identical to models/decoder.py and models/encoder.py: pre-norm blocks,
-fused QKV projection, tanh GELU, tied output embedding, AdamW.
+The same architecture as models/decoder.py and models/encoder.py (pre-norm blocks, fused
+QKV projection, tanh GELU, tied output embedding, AdamW), written the way PyTorch users
+write it: attention is `F.scaled_dot_product_attention`, as in nanoGPT, which on the CPU
+runs PyTorch's fused flash-attention kernel.
 """
-import math
-
 import torch
 import torch.nn as tnn
 import torch.nn.functional as tF
@@ -19,14 +19,9 @@ class Attention(tnn.Module):
 
     def forward(self, x, causal=False, key_padding_mask=None):
         B, T, D = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.h, D // self.h).permute(2, 0, 3, 1, 4)
-        # written out (not F.scaled_dot_product_attention) so both frameworks do the same arithmetic
-        scores = (q @ k.transpose(-1, -2)) / math.sqrt(D // self.h)
-        if causal:
-            scores = scores.masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(), float("-inf"))
-        if key_padding_mask is not None:
-            scores = scores.masked_fill(~key_padding_mask[:, None, None, :], float("-inf"))
-        out = scores.softmax(-1) @ v
+        q, k, v = (t.view(B, T, self.h, D // self.h).transpose(1, 2) for t in self.qkv(x).split(D, dim=2))
+        mask = None if key_padding_mask is None else key_padding_mask[:, None, None, :]
+        out = tF.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
         return self.proj(out.transpose(1, 2).reshape(B, T, D))
 
 
@@ -100,7 +95,7 @@ def make_step(case, vocab, d, h, layers, seq_len, batch, seed=0):
     if case == "mlm":
         keep = torch.rand(batch, seq_len, generator=g) < 0.15
         targets = torch.where(keep, targets, torch.full_like(targets, -100))
-        mask = torch.ones(batch, seq_len, dtype=torch.bool)
+        # no padding in these batches: a PyTorch user passes no mask (an all-true one only costs)
 
     def step():
         opt.zero_grad(set_to_none=True)

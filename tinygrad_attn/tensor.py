@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import autograd
-from .backend import _BACKENDS, backend_of_array, get_backend, normalize_device
+from .backend import _BACKENDS, CPU as DEFAULT_DEVICE, backend_of_array, get_backend, normalize_device
 from .errors import DTypeError, GraphError
 
 _FLOAT_DEFAULT = np.float32
@@ -95,7 +95,7 @@ class Tensor:
 
     def __repr__(self):
         grad = ", requires_grad=True" if self.requires_grad else ""
-        dev = f", device='{self.device}'" if self.device != "cpu" else ""
+        dev = "" if self.device == DEFAULT_DEVICE else f", device='{self.device}'"
         body = np.array2string(self.numpy(), separator=", ", prefix="tensor(")
         return f"tensor({body}, dtype={self.dtype}{dev}{grad})"
 

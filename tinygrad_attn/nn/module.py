@@ -56,21 +56,17 @@ def _move_in_place(t: Tensor, device: str) -> None:
     """Put t's values (and its grad) on `device`, keeping the Tensor object itself."""
     if t.device == device:
         return
-    source, target = t.backend, get_backend(device)
-    t.data = target.asarray(source.to_host(t.data) if device == "cpu" else t.data)
+    target = get_backend(device)  # a backend's asarray takes arrays of any backend
+    t.data = target.asarray(t.data)
     t._device = target.device
     if t.grad is not None:
-        g = t.grad
-        t.grad = Tensor.wrap(target.asarray(source.to_host(g.data) if device == "cpu" else g.data), target.device)
+        t.grad = Tensor.wrap(target.asarray(t.grad.data), target.device)
 
 
 def _as_array_like(value, like: Tensor, name: str):
     """`value` (Tensor or array, any device) as an array of like's shape, dtype and device."""
     data = value.data if isinstance(value, Tensor) else value
-    backend = like.backend
-    if type(data).__module__.startswith("cupy") and like.device == "cpu":
-        data = data.get()
-    arr = backend.asarray(data)
+    arr = like.backend.asarray(data)  # from any backend
     if tuple(arr.shape) != tuple(like.shape):
         raise CheckpointError(f"load_state_dict: {name} has shape {tuple(arr.shape)}, the model expects {tuple(like.shape)}")
     return arr.astype(like.dtype, copy=False)
