@@ -94,7 +94,9 @@ class Tensor:
         return self.shape[0]
 
     def __repr__(self):
-        grad = ", requires_grad=True" if self.requires_grad else ""
+        # like PyTorch's grad_fn: the op that made this tensor (leaves that need grad say so instead)
+        grad = f", grad_fn={type(self._ctx).__name__}" if self._ctx is not None else (
+            ", requires_grad=True" if self.requires_grad else "")
         dev = "" if self.device == DEFAULT_DEVICE else f", device='{self.device}'"
         body = np.array2string(self.numpy(), separator=", ", prefix="tensor(")
         return f"tensor({body}, dtype={self.dtype}{dev}{grad})"
