@@ -26,7 +26,7 @@ from tinygrad_attn.data import corpus_splits, load_shakespeare, load_text_file, 
 from tinygrad_attn.tokenizers import build_tokenizer, load_tokenizer
 from tinygrad_attn.train import CHECKPOINT_DIR, METRICS_FILE, Trainer
 
-from .config import GPT_SPECIALS, GPTConfig, MLMConfig, TrainConfig, get_preset
+from .config import GPT_SPECIALS, PRESETS, GPTConfig, MLMConfig, TrainConfig, get_preset
 from .decoder import GPT
 from .encoder import MaskedLM
 
@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a gpt (causal decoder) or mlm (masked-LM encoder)")
     t.add_argument("model", choices=["gpt", "mlm"])
-    t.add_argument("--preset", default="small", choices=["tiny", "small", "base"],
+    t.add_argument("--preset", default="small", choices=sorted(PRESETS["mlm"]),
                    help="model size and training defaults (default: small, a few minutes on a CPU)")
     t.add_argument("--steps", type=int)
     t.add_argument("--batch-size", type=int)

@@ -95,6 +95,10 @@ PRESETS = {
         # characters with 128 at equal time (2.42 vs 2.69 bits per character held out)
         "small": Preset(GPTConfig(seq_len=64, d_model=128, n_heads=4, n_layers=4, tokenizer="bpe", bpe_vocab_size=512),
                         TrainConfig(steps=1200, batch_size=32, lr=3e-3, warmup_steps=50, eval_every=300)),
+        # the study examples' size (see mlm "study"), for walking through a trained decoder
+        "study": Preset(GPTConfig(seq_len=32, d_model=64, n_heads=4, n_layers=2, tokenizer="bpe", bpe_vocab_size=512),
+                        TrainConfig(steps=400, batch_size=32, lr=3e-3, warmup_steps=30, eval_every=400,
+                                    eval_batches=4)),
         "base": Preset(GPTConfig(seq_len=256, d_model=512, n_heads=8, n_layers=6, dropout=0.1,
                                  tokenizer="bpe", bpe_vocab_size=2048),
                        TrainConfig(steps=5000, batch_size=64, lr=6e-4, warmup_steps=200, eval_every=500,
@@ -107,6 +111,11 @@ PRESETS = {
         # loss 4.1 after 1500 steps); lr 1e-3 beat 3e-3 and 5e-3. Train `base` on a GPU for more.
         "small": Preset(MLMConfig(max_len=64, d_model=128, n_heads=4, n_layers=4, bpe_vocab_size=512),
                         TrainConfig(steps=1500, batch_size=32, lr=1e-3, warmup_steps=100, eval_every=300)),
+        # the study examples' model (self-attention walkthrough, contextual embeddings, BPE weaknesses):
+        # trained on the spot when no run is given, so it must fit in about a minute on 2 CPU cores
+        "study": Preset(MLMConfig(max_len=32, d_model=64, n_heads=4, n_layers=2, bpe_vocab_size=512),
+                        TrainConfig(steps=400, batch_size=32, lr=3e-3, warmup_steps=30, eval_every=400,
+                                    eval_batches=4)),
         "base": Preset(MLMConfig(max_len=128, d_model=512, n_heads=8, n_layers=6, dropout=0.1,
                                  bpe_vocab_size=4096),
                        TrainConfig(steps=5000, batch_size=64, lr=5e-4, warmup_steps=200, eval_every=500,

@@ -4,6 +4,7 @@
     logits = model(ids)                                # (B, T) ids -> (B, T, V) logits
     loss = model.loss(ids, targets)                    # mean next-token cross entropy
     out = model.generate(prompt_ids, 200, temperature=0.8, top_k=40, seed=0)
+    model.hidden_states(ids)                           # [embeddings, block 1, ..., block N] (B, T, d) each
 
 `generate` keeps a KV cache, so each new token runs the network on one position. Both
 the cached and the uncached path look at the same window of the sequence (see
@@ -33,11 +34,13 @@ class GPT(nn.Module):
                                                          n_layers_for_init=c.n_layers) for _ in range(c.n_layers)])
         self.ln_f = nn.LayerNorm(c.d_model)
 
-    def forward(self, ids, kv_cache: nn.KVCache | None = None, last_only: bool = False):
-        """ids (B, T) -> logits (B, T, V), or (B, 1, V) with `last_only`.
+    def hidden_states(self, ids, attention_mask=None, kv_cache: nn.KVCache | None = None) -> list:
+        """[embedding output, output of block 1, ..., output of block N], each (B, T, d_model).
 
-        With a `kv_cache` the ids continue the cached sequence: their positions start at
-        the cache length, and they attend to the cached keys as well as to each other.
+        The residual stream between blocks (before the final LayerNorm), part of the graph,
+        as MaskedLM.hidden_states; position t sees positions <= t only. `attention_mask`
+        (B, T) bool, True = real token, hides padding from the keys as well. With a
+        `kv_cache` the ids continue the cached sequence (see forward).
         """
         ids = ids.numpy() if isinstance(ids, tga.Tensor) else np.asarray(ids)
         if ids.ndim != 2:
@@ -46,9 +49,27 @@ class GPT(nn.Module):
         if offset + ids.shape[1] > self.config.seq_len:
             raise ValueError(f"GPT: {offset} cached + {ids.shape[1]} new positions exceed the context window "
                              f"seq_len={self.config.seq_len}")
+        if attention_mask is not None:
+            attention_mask = np.asarray(attention_mask.numpy() if isinstance(attention_mask, tga.Tensor)
+                                        else attention_mask).astype(bool)
+            if attention_mask.shape != ids.shape or kv_cache is not None:
+                raise ValueError(f"GPT: attention_mask {attention_mask.shape} must match ids {ids.shape} "
+                                 "(and cannot be combined with a KV cache)")
         x = self.drop(self.tok_emb(ids) + self.pos_emb(ids.shape[1], offset))
+        states = [x]
         for i, block in enumerate(self.blocks):
-            x = block(x, is_causal=True, kv_cache=None if kv_cache is None else kv_cache[i])
+            x = block(x, key_padding_mask=attention_mask, is_causal=True,
+                      kv_cache=None if kv_cache is None else kv_cache[i])
+            states.append(x)
+        return states
+
+    def forward(self, ids, kv_cache: nn.KVCache | None = None, last_only: bool = False):
+        """ids (B, T) -> logits (B, T, V), or (B, 1, V) with `last_only`.
+
+        With a `kv_cache` the ids continue the cached sequence: their positions start at
+        the cache length, and they attend to the cached keys as well as to each other.
+        """
+        x = self.hidden_states(ids, kv_cache=kv_cache)[-1]
         if last_only:
             x = x[:, -1:]
         # the head is the token embedding read backwards (tied weights): fewer parameters,

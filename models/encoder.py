@@ -33,7 +33,7 @@ def _proposable(tokenizer, vocab_size: int) -> np.ndarray:
     ok = np.ones(vocab_size, dtype=bool)
     ok[list(tokenizer.special_ids.values())] = False
     for i in np.nonzero(ok)[0]:
-        s = tokenizer.id_to_token(int(i))
+        s = tokenizer.decode([int(i)])   # not id_to_token: it writes a lone byte as "<0xC3>"
         ok[i] = "\ufffd" not in s and (s.isprintable() or s.isspace())
     return ok
 

@@ -29,7 +29,7 @@ def ids(shape, seed=0, low=0):
 
 def test_config_round_trip_and_presets():
     for kind in ("gpt", "mlm"):
-        for name in ("tiny", "small", "base"):
+        for name in ("tiny", "study", "small", "base"):
             p = get_preset(kind, name)
             cls = type(p.model)
             assert cls.from_dict(p.model.to_dict()) == p.model
@@ -70,6 +70,30 @@ def test_gpt_is_causal(device):
         changed = model(y).numpy()
         np.testing.assert_allclose(changed[:, :t + 1], base[:, :t + 1], rtol=0, atol=1e-6)
         assert not np.allclose(changed[:, t + 1:], base[:, t + 1:])
+
+
+def test_gpt_hidden_states_are_the_residual_stream_the_logits_read():
+    model = tiny_gpt()
+    x = ids((2, 16))
+    states = model.hidden_states(x)
+    assert len(states) == 1 + len(model.blocks) and all(h.shape == (2, 16, 32) for h in states)
+    np.testing.assert_allclose((model.ln_f(states[-1]) @ model.tok_emb.weight.T).numpy(), model(x).numpy(),
+                               rtol=0, atol=1e-6)
+    # causal: later tokens leave earlier positions of every layer unchanged
+    y = x.copy()
+    y[:, 8:] = (y[:, 8:] + 3) % V
+    for a, b in zip(states, model.hidden_states(y)):
+        np.testing.assert_array_equal(a.numpy()[:, :8], b.numpy()[:, :8])
+    # the mask hides keys: what hidden positions 3, 4 hold cannot reach positions 5.. (it does without the mask)
+    real = np.ones((2, 16), bool)
+    real[1, 3:5] = False
+    z = x.copy()
+    z[1, 3:5] = (z[1, 3:5] + 5) % V
+    masked = [model.hidden_states(t, real)[-1].numpy()[1, 5:] for t in (x, z)]
+    np.testing.assert_allclose(masked[0], masked[1], rtol=0, atol=1e-6)
+    assert not np.allclose(model.hidden_states(z)[-1].numpy()[1, 5:], states[-1].numpy()[1, 5:])
+    with pytest.raises(ValueError, match="attention_mask"):
+        model.hidden_states(x, real[:, :4])
 
 
 def test_gpt_gradient_of_past_logit_ignores_future_embeddings():

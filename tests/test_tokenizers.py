@@ -133,6 +133,23 @@ def test_bpe_decode_of_split_multibyte_char_uses_replacement():
     assert tok.decode([first_byte]) == "\ufffd"
 
 
+def test_tokens_returns_the_pieces_and_bytes_of_a_split_character_read_as_hex():
+    tok = trained_bpe()
+    pieces = tok.tokens("the [MASK] sat")
+    assert len(pieces) == len(tok.encode("the [MASK] sat")) and "[MASK]" in pieces
+    assert "".join(pieces) == "the [MASK] sat"
+    # a byte-only tokenizer: "é" is two bytes, 🙂 four; each lone byte reads <0xHH>, never U+FFFD
+    raw = BPETokenizer()
+    assert raw.tokens("café") == ["c", "a", "f", "<0xC3>", "<0xA9>"]
+    assert raw.tokens("🙂") == ["<0xF0>", "<0x9F>", "<0x99>", "<0x82>"]
+    # once the two bytes of "é" are merged, the piece is the character itself
+    merged = BPETokenizer.train("é " * 20 + "café " * 20, vocab_size=262)
+    assert "é" in merged.tokens("é") and all("\ufffd" not in p for p in merged.tokens("café 🙂"))
+    with pytest.raises(ValueError, match="id_to_token: id 10000 out of range"):
+        tok.id_to_token(10_000)
+    assert CharTokenizer.train("abc", SPECIALS).tokens("ab[MASK]c") == ["a", "b", "[MASK]", "c"]
+
+
 def test_bpe_errors():
     with pytest.raises(ValueError, match="vocab_size"):
         BPETokenizer.train("abc", vocab_size=258, specials=SPECIALS)

@@ -77,6 +77,10 @@ class _Tokenizer:
         """The string for one id (special name, character, or decoded bytes)."""
         return self.decode([token_id])
 
+    def tokens(self, text: str) -> list[str]:
+        """The pieces `encode` cuts `text` into, one readable string per id (see `id_to_token`)."""
+        return [self.id_to_token(i) for i in self.encode(text)]
+
     @property
     def special_ids(self) -> dict[str, int]:
         """{special token name: id}."""
@@ -233,6 +237,20 @@ def _learn_merges(words, freqs, n_merges):
     return merges
 
 
+def _readable_bytes(data: bytes) -> str:
+    """UTF-8 text, with every byte that does not decode written as <0xHH>."""
+    out = []
+    while data:
+        try:
+            out.append(data.decode("utf-8"))
+            break
+        except UnicodeDecodeError as e:
+            out.append(data[:e.start].decode("utf-8"))
+            out.append("".join(f"<0x{b:02X}>" for b in data[e.start:e.end]))
+            data = data[e.end:]
+    return "".join(out)
+
+
 class BPETokenizer(_Tokenizer):
     """Byte-level BPE: ids 0..255 are the bytes, 256.. the learned merges, then the specials.
 
@@ -312,6 +330,16 @@ class BPETokenizer(_Tokenizer):
                 for word in WORD_PATTERN.findall(piece):
                     out.extend(self._encode_word(word))
         return out
+
+    def id_to_token(self, token_id: int) -> str:
+        """One id, readable: a special's name, the token's text, or `<0xC3>` for each byte that is
+        only part of a UTF-8 character (so "é" split in two shows as "<0xC3><0xA9>", not "\ufffd\ufffd")."""
+        token_id = int(token_id)
+        if token_id in self._special_names:
+            return self._special_names[token_id]
+        if not 0 <= token_id < len(self._token_bytes):
+            raise ValueError(f"BPETokenizer.id_to_token: id {token_id} out of range [0, {self.vocab_size})")
+        return _readable_bytes(self._token_bytes[token_id])
 
     def decode(self, ids, skip_specials: bool = False) -> str:
         """Ids -> text: join the bytes, decode UTF-8 with errors="replace"."""

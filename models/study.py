@@ -1,0 +1,95 @@
+"""The model the study examples look at: a trained run (`--run DIR`), one trained on the spot, or untrained weights.
+
+    study = study_model(args.run, out="runs/study", random=args.random, quick=args.quick)
+    study.model, study.tokenizer, study.kind     # "mlm" or "gpt"
+    print(study.label)                           # what the weights are: every claim about them depends on it
+
+Without a run, the `study` preset (d_model 64, 4 heads, 2 layers, BPE-512) is trained into
+`out`, about a minute on 2 CPU cores (`quick`: a few seconds, which learns little), and
+loaded from there next time. `random` gives the same architecture with untrained weights.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import tinygrad_attn as tga
+from tinygrad_attn import checkpoint
+from tinygrad_attn.train import CHECKPOINT_DIR, METRICS_FILE
+
+from . import cli
+from .config import get_preset
+
+QUICK_STEPS = 30
+
+
+@dataclass
+class StudyModel:
+    kind: str
+    model: object
+    tokenizer: object
+    label: str
+    trained: bool
+
+
+def _last_eval_loss(run: Path):
+    path = run / METRICS_FILE
+    if not path.exists():
+        return None
+    evals = [r["eval_loss"] for r in map(json.loads, path.read_text().splitlines()) if "eval_loss" in r]
+    return evals[-1] if evals else None
+
+
+def _load(run: Path, kind: str | None) -> StudyModel:
+    try:
+        found, model, tokenizer, extra = cli.load_run(run)
+    except cli.CLIError as e:
+        raise SystemExit(f"--run {run}: {e}") from None
+    if kind is not None and found != kind:
+        raise SystemExit(f"--run {run} holds a {found} run; this example needs a {kind} run "
+                         f"(tinygrad-attn train {kind})")
+    step = extra.get("trainer", {}).get("step", "?")
+    loss = _last_eval_loss(run)
+    loss = "" if loss is None else f", held-out loss {loss:.3f}"
+    return StudyModel(found, model, tokenizer, f"TRAINED weights: {found} run {run} (step {step}{loss})", True)
+
+
+def _untrained(kind: str, base: StudyModel | None, seed: int) -> StudyModel:
+    """The architecture of `base` (or of the study preset) with fresh random weights."""
+    if base is not None:
+        kind, config, tokenizer = base.kind, base.model.config, base.tokenizer
+    else:
+        config = get_preset(kind, "study").model
+        train_text, _ = cli.load_corpus(None)
+        tokenizer = cli.train_tokenizer(kind, config, train_text)
+        config.vocab_size = tokenizer.vocab_size
+        if kind == "mlm":
+            config.pad_id = tokenizer.token_to_id("[PAD]")
+    tga.manual_seed(seed)
+    model = cli.build_model(kind, config).eval()
+    return StudyModel(kind, model, tokenizer, f"UNTRAINED weights (random init, seed {seed}): what attention looks "
+                                              "like before any learning; nothing here is learned", False)
+
+
+def study_model(run=None, out="runs/study", random: bool = False, quick: bool = False, kind: str = "mlm",
+                steps: int | None = None, seed: int = 0) -> StudyModel:
+    """A trained run, or one trained on the spot into `out` (reused next time), or untrained weights."""
+    if run is not None:
+        loaded = _load(Path(run), None if random else kind)
+        return _untrained(kind, loaded, seed) if random else loaded
+    if random:
+        return _untrained(kind, None, seed)
+    out = Path(out)
+    if not checkpoint.exists(out / CHECKPOINT_DIR):
+        steps = steps or (QUICK_STEPS if quick else get_preset(kind, "study").train.steps)
+        print(f"no --run given: training a small {kind} here ({steps} steps of the `study` preset"
+              f"{'; --quick: too few to learn much' if quick else ', about a minute on 2 CPU cores'}) into {out}; "
+              f"later runs load it, or pass --run DIR of a `tinygrad-attn train {kind}` run")
+        status = cli.main(["train", kind, "--preset", "study", "--steps", str(steps), "--eval-every", str(steps),
+                           "--seed", str(seed), "--out", str(out), "--no-sample"])
+        if status:
+            raise SystemExit(f"training failed (exit status {status}); see the message above")
+    else:
+        print(f"loading the {kind} trained earlier in {out}")
+    return _load(out, kind)
