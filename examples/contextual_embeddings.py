@@ -1,55 +1,63 @@
 """Contextual embeddings from a small masked-LM encoder: one word, two contexts, every layer.
 
-    python examples/contextual_embeddings.py                      # trains the tiny encoder (200 steps) into runs/contextual
-    python examples/contextual_embeddings.py --out runs/mlm       # or reuse any run of `tinygrad-attn train mlm`
-    python examples/contextual_embeddings.py --quick --out /tmp/ctx
+    python examples/contextual_embeddings.py                      # trains the small study encoder (~1 min) if needed
+    python examples/contextual_embeddings.py --run runs/mlm       # or any run of `tinygrad-attn train mlm`
+    python examples/contextual_embeddings.py --random             # untrained weights, labelled as such
+    python examples/contextual_embeddings.py --quick --model-out /tmp/ctx
 
 The embedding table gives a word one vector, whatever surrounds it. Each transformer
 block mixes in the other tokens (attention), so from layer 1 on the same word has a
 different vector in each sentence. We print, per layer, how similar "play" is to
 itself in two sentences, how much the layers differ from each other, and document
-vectors (mean over tokens, or [CLS]). A run this short learns little language, so read
-the numbers as mechanics (what changes where), not as semantics.
+vectors (mean over tokens, or [CLS]). Whether layer 0 already differs depends on the
+tokenizer: it adds the position embedding, so it is identical in both sentences only
+when the word is the same tokens at the same positions; the script measures which.
+A run this short learns little language, so read the numbers as mechanics (what
+changes where), not as semantics.
 """
 import argparse
-from pathlib import Path
 
 import numpy as np
 
-from tinygrad_attn import checkpoint
 from tinygrad_attn.representations import contextual_embeddings, cosine_similarity, document_embedding
-from models import cli
+from models.study import study_model
 
 WORD = "play"
-# "play" starts at the same character in both, so with characters as tokens it also has the same position
 CONTEXTS = ("The king will play the fool.", "Go see a fine play tonight.")
 DOCUMENTS = ("The king will play the fool.", "The queen shall play the fool.", "Give me some light, away!")
 
 
-def load_or_train(out: Path, quick: bool, steps: int | None):
-    if checkpoint.exists(out / "checkpoint"):
-        print(f"loading the encoder trained in {out}")
+def explain_layer0(a, b, dists):
+    """Say why the table and layer 0 are (or are not) the same in both sentences: from the ids and positions."""
+    pa, pb = a.word_positions(WORD), b.word_positions(WORD)
+    same_ids = a.ids[pa].tolist() == b.ids[pb].tolist()
+    print(f"table: {WORD!r} is {'the same ids' if same_ids else 'different ids'} in both sentences "
+          f"({a.ids[pa].tolist()} and {b.ids[pb].tolist()}): dist {dists['static']:.3f}.")
+    if dists[0] == 0:
+        print(f"layer 0 (table row + position embedding): same tokens at the same positions ({pa.tolist()}), "
+              "so it knows nothing of the sentence yet: dist 0.")
     else:
-        steps = steps or (8 if quick else 200)
-        print(f"training a tiny encoder for {steps} steps into {out} (reuse it later with --out {out})")
-        status = cli.main(["train", "mlm", "--preset", "tiny", "--steps", str(steps), "--eval-every", str(steps),
-                           "--out", str(out), "--no-sample"])
-        if status:
-            raise SystemExit(f"training failed (exit status {status}); see the message above")
-    kind, model, tokenizer, _ = cli.load_run(out)
-    if kind != "mlm":
-        raise SystemExit(f"{out} holds a {kind} run; this example needs an encoder (tinygrad-attn train mlm)")
-    return model, tokenizer
+        why = (f"the tokens sit at positions {pa.tolist()} and {pb.tolist()}, and layer 0 adds the position "
+               "embedding" if same_ids and pa.tolist() != pb.tolist() else "the tokens differ")
+        print(f"layer 0 (table row + position embedding): dist {dists[0]:.3f}, not 0: {why}. "
+              "It still knows nothing of the other words.")
+    last = dists[max(k for k in dists if isinstance(k, int))]
+    print(f"Each block mixes in the other tokens: from layer 0 to the last block the distance "
+          f"{'grows' if last > dists[0] else 'shrinks'} ({dists[0]:.3f} -> {last:.3f}).")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="train only a few steps")
-    parser.add_argument("--out", default="runs/contextual", help="run directory: loaded if trained, else trained into")
+    parser.add_argument("--run", help="a trained run directory (tinygrad-attn train mlm)")
+    parser.add_argument("--random", action="store_true", help="untrained weights (the run's architecture if --run)")
+    parser.add_argument("--quick", action="store_true", help="train only a few steps when there is no run")
+    parser.add_argument("--model-out", default="runs/study", help="where the study model is trained without --run")
     parser.add_argument("--steps", type=int, help="training steps when there is no run yet")
     args = parser.parse_args(argv)
     np.set_printoptions(precision=3, suppress=True)
-    model, tokenizer = load_or_train(Path(args.out), args.quick, args.steps)
+    study = study_model(args.run, args.model_out, random=args.random, quick=args.quick, steps=args.steps)
+    model, tokenizer = study.model, study.tokenizer
+    print(f"\nweights: {study.label}")
 
     a, b = (contextual_embeddings(model, tokenizer, text) for text in CONTEXTS)
     n_layers = a.layers.shape[0]
@@ -62,17 +70,15 @@ def main(argv=None):
     print(f"{'layer':>12} | {'cos':>6} {'centred':>8} {'dist':>6} | {'centred':>12}")
     rows = [("table", "static")] + [("0 embedding" if L == 0 else f"{L} block", L) for L in range(n_layers)]
     rows.append(("final (LN)", "final"))
+    dists = {}
     for name, layer in rows:
         both = np.concatenate([a._layer(layer)[a.text_positions], b._layer(layer)[b.text_positions]])
         mean = both.mean(axis=0)
         v1, v2, king = a.word(WORD, layer), b.word(WORD, layer), a.word("king", layer)
-        dist = np.linalg.norm(v1 - v2) / np.linalg.norm(v1)
+        dist = dists[layer] = np.linalg.norm(v1 - v2) / np.linalg.norm(v1)
         print(f"{name:>12} | {cosine_similarity(v1, v2):6.3f} {cosine_similarity(v1 - mean, v2 - mean):8.3f} "
               f"{dist:6.3f} | {cosine_similarity(v1 - mean, king - mean):12.3f}")
-    print("the table and layer 0 (table row + position, and the position is the same here) know nothing of the")
-    print("sentence: dist 0. Each block mixes in the neighbours, so the two vectors of one word drift apart; in a")
-    print("small model trained briefly the neighbours can weigh more than the word itself (compare the last column).")
-
+    explain_layer0(a, b, dists)
     print(f"\nhow far each layer has moved from the static table vector of {WORD!r} (cos, first sentence):")
     static = a.static_word(WORD)
     print("  " + "  ".join(f"layer {L}: {cosine_similarity(static, a.word(WORD, L)):.3f}" for L in range(n_layers)))

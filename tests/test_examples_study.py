@@ -31,13 +31,45 @@ def _check_pngs(out, tmp_path, names):
         assert "pip install 'tinygrad_attn[plot]'" in out
 
 
-def test_self_attention_walkthrough(tmp_path, monkeypatch, capsys):
-    out = run_example("self_attention_walkthrough.py", ["--quick", "--out", str(tmp_path)], monkeypatch, capsys)
-    assert "'The' and 'the' share an embedding row" in out
+@pytest.fixture(scope="module")
+def study_run(tmp_path_factory):
+    """A study model trained for a few steps, shared by the examples' tests through --run."""
+    from models.study import study_model
+    out = tmp_path_factory.mktemp("study")
+    assert study_model(out=out, quick=True).trained
+    return str(out)
+
+
+def test_self_attention_walkthrough_on_trained_weights(study_run, tmp_path, monkeypatch, capsys):
+    out = run_example("self_attention_walkthrough.py", ["--quick", "--run", study_run, "--out", str(tmp_path)],
+                      monkeypatch, capsys)
+    assert "weights: TRAINED weights: mlm run" in out and "who attends to whom (TRAINED weights)" in out
+    for step in ("X  shape (12, 64)", "LN(X)  shape (12, 64)", "Qh (head 0 of 4)  shape (12, 16)", "S (head 0 of 4)", "S/sqrt(dh) (head 0 of 4)", "A (head 0 of 4)", "Oh (head 0 of 4)",
+                 "concat  shape", "Y  shape"):
+        assert step in out, step
     diffs = [float(d) for d in re.findall(r"max \|difference\| = ([0-9.e+-]+)", out)]
-    assert len(diffs) >= 9 and max(diffs) < 1e-9          # hand-written backward == engine, float64
-    assert out.count(": ok") == 5                          # four single-head gradchecks + the multi-head one
-    _check_pngs(out, tmp_path, ["single_head.png", "multi_head.png"])
+    assert len(diffs) >= 15 and max(diffs) < 1e-9       # by hand == the model's own values and gradients, float64
+    assert out.count(": ok") == 5                          # a finite-difference check per step, then the whole layer
+    assert float(re.search(r"largest \|row sum\|: ([0-9.e+-]+)", out).group(1)) < 1e-12
+    _check_pngs(out, tmp_path, ["forward_steps.png", "backward_steps.png", "attention_heads.png"])
+
+
+def test_self_attention_walkthrough_labels_random_weights(study_run, tmp_path, monkeypatch, capsys):
+    out = run_example("self_attention_walkthrough.py", ["--quick", "--random", "--run", study_run, "--out",
+                                                        str(tmp_path)], monkeypatch, capsys)
+    assert "weights: UNTRAINED weights (random init" in out and "who attends to whom (UNTRAINED" in out
+    assert "TRAINED weights" not in out.replace("UNTRAINED weights", "")
+
+
+def test_bpe_weaknesses_are_measured_on_the_tokenizer_in_use(study_run, monkeypatch, capsys):
+    out = run_example("bpe_weaknesses.py", ["--run", study_run], monkeypatch, capsys)
+    from tinygrad_attn.tokenizers import load_tokenizer
+    tok = load_tokenizer(f"{study_run}/tokenizer.json")
+    pieces = tok.tokens("1234567")
+    assert f"'1234567' -> {len(pieces)} tokens" in out and len(pieces) >= 4   # digits are rarely merged
+    assert "'<0xF0>' | '<0x9F>' | '<0x99>' | '<0x82>'" in out                # 🙂: four bytes, each readable
+    assert f"'the' {tok.tokens('the')} vs" in out and f"' the' {tok.tokens(' the')}" in out
+    assert re.search(r"mean cos of the \d+ pairs with no id in common: [-0-9.]+; between different words", out)
 
 
 def test_backprop_through_attention(tmp_path, monkeypatch, capsys):
@@ -55,14 +87,37 @@ def test_backprop_through_attention(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.filterwarnings("ignore")
 def test_contextual_embeddings_trains_then_loads(tmp_path, monkeypatch, capsys):
-    args = ["--quick", "--out", str(tmp_path / "mlm")]
+    args = ["--quick", "--model-out", str(tmp_path / "mlm")]
     out = run_example("contextual_embeddings.py", args, monkeypatch, capsys)
-    assert "training a tiny encoder" in out
-    # the table and layer 0 do not see the context: identical vectors in both sentences
+    assert "no --run given: training a small mlm here" in out and "weights: TRAINED" in out
+    # the table row does not see the context: identical vectors in both sentences
     assert re.search(r"table \|\s+1\.000\s+1\.000\s+0\.000", out)
-    assert re.search(r"0 embedding \|\s+1\.000\s+1\.000\s+0\.000", out)
+    # with BPE " play" sits at different positions, so layer 0 differs, and the script says why instead of "dist 0"
+    layer0 = float(re.search(r"0 embedding \|\s+[-0-9.]+\s+[-0-9.]+\s+([0-9.]+)", out).group(1))
+    assert layer0 > 0 and "layer 0 adds the position embedding" in out and "yet: dist 0" not in out
     dist = float(re.search(r"2 block \|\s+[-0-9.]+\s+[-0-9.]+\s+([0-9.]+)", out).group(1))
     assert dist > 0                                         # a block mixes in the context
     assert "cls pooling" in out
     again = run_example("contextual_embeddings.py", args, monkeypatch, capsys)
-    assert "loading the encoder trained in" in again and "training a tiny" not in again
+    assert "loading the mlm trained earlier in" in again and "training a small" not in again
+
+
+def test_contextual_embeddings_says_dist_0_only_when_it_is_0(monkeypatch, capsys):
+    """A char tokenizer puts "play" at the same positions in both sentences: there layer 0 is identical."""
+    import numpy as np
+    import tinygrad_attn as tga
+    from models import MaskedLM, MLMConfig
+    from models.config import MLM_SPECIALS
+    from models.study import StudyModel
+    from tinygrad_attn.tokenizers import CharTokenizer
+    import models.study
+    tok = CharTokenizer.train("The king will play the fool. Go see a fine play tonight. Give me some light, away!"
+                              "The queen shall", MLM_SPECIALS)
+    tga.manual_seed(0)
+    model = MaskedLM(MLMConfig(vocab_size=tok.vocab_size, pad_id=0, max_len=40, d_model=16, n_heads=2, n_layers=2))
+    monkeypatch.setattr(models.study, "study_model",
+                        lambda *a, **k: StudyModel("mlm", model.eval(), tok, "UNTRAINED weights (test)", False))
+    out = run_example("contextual_embeddings.py", ["--random"], monkeypatch, capsys)
+    assert re.search(r"0 embedding \|\s+1\.000\s+1\.000\s+0\.000", out)
+    assert "same tokens at the same positions ([15, 16, 17, 18]), so it knows nothing of the sentence yet: dist 0." in out
+    assert np.isfinite(float(re.search(r"2 block \|\s+[-0-9.]+\s+[-0-9.]+\s+([0-9.]+)", out).group(1)))

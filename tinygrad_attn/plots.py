@@ -22,14 +22,14 @@ import numpy as np
 INSTALL_HINT = "pip install 'tinygrad_attn[plot]'"
 
 
-def _figure(figsize, dpi):
+def _figure(figsize, dpi, layout="constrained"):
     """A Figure on an Agg canvas (imports matplotlib here, so the package works without it)."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as e:
         raise ImportError(f"tinygrad_attn.plots needs matplotlib, which is not installed: {INSTALL_HINT}") from e
-    fig = Figure(figsize=figsize, dpi=dpi, layout="constrained")
+    fig = Figure(figsize=figsize, dpi=dpi, layout=layout)
     FigureCanvasAgg(fig)
     return fig
 
@@ -221,4 +221,45 @@ def plot_curves(x, curves: dict, path="curves.png", xlabel: str = "", ylabel: st
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_matrices(panels: dict, path="matrices.png", title: str = "", row_labels=None, cols: int = 4,
+                  figsize=None, dpi: int = 100) -> Path:
+    """One heatmap per entry of `panels` (name -> 2-D array, or (array, xlabel, ylabel)), each with its own
+    colour scale: a diverging map centred on 0 for signed values (so the sign reads at a glance), viridis
+    from the minimum otherwise. `row_labels` (e.g. the tokens) label the rows of panels with that many rows."""
+    if not panels:
+        raise ValueError("plot_matrices: no panels given")
+    items = [(name, *(spec if isinstance(spec, tuple) else (spec, "", ""))) for name, spec in panels.items()]
+    n = len(items)
+    ncols = max(1, min(cols, n))
+    nrows = math.ceil(n / ncols)
+    # fixed margins: constrained layout took seconds for a dozen panels with colour bars
+    fig = _figure(figsize or (4.4 * ncols, 3.6 * nrows + (0.4 if title else 0.0)), dpi, layout=None)
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).reshape(-1)
+    fig.subplots_adjust(left=0.06, right=0.95, bottom=0.08, top=0.93 if title else 0.97, wspace=0.45, hspace=0.5)
+    for ax, (name, a, xlabel, ylabel) in zip(axes, items):
+        a = _as_array(a).astype(np.float64)
+        if a.ndim != 2:
+            raise ValueError(f"plot_matrices: panel {name!r} must be 2-D, got shape {a.shape}")
+        finite = a[np.isfinite(a)]
+        signed = finite.size and finite.min() < 0 < finite.max()
+        if signed:
+            top = np.abs(finite).max()
+            image = ax.imshow(a, cmap="RdBu_r", vmin=-top, vmax=top, aspect="auto")
+        else:
+            image = ax.imshow(a, cmap="viridis", aspect="auto")
+        ax.set_title(f"{name}  {a.shape}", fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
+        if row_labels is not None and a.shape[0] == len(row_labels):
+            ax.set_yticks(range(a.shape[0]), [str(t) for t in row_labels], fontsize=7)
+        if row_labels is not None and a.shape[1] == len(row_labels) and a.shape[0] == a.shape[1]:
+            ax.set_xticks(range(a.shape[1]), [str(t) for t in row_labels], rotation=90, fontsize=7)
+        fig.colorbar(image, ax=ax, shrink=0.8, label="value (0 at white)" if signed else "value")
+    for ax in axes[n:]:
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=10)
     return _save(fig, path)
