@@ -79,7 +79,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="train only a few steps if there is no run")
     parser.add_argument("--random", action="store_true", help="untrained embeddings (the tokenizer is still trained)")
     args = parser.parse_args(argv)
-    study = study_model(args.run, args.out, random=args.random, quick=args.quick)
+    study = study_model(args.run, args.out, random=args.random, quick=args.quick, any_kind=True)
     if getattr(study.tokenizer, "kind", "") != "bpe":
         raise SystemExit(f"this example is about BPE; the run uses a {study.tokenizer.kind} tokenizer")
     print(f"model: {study.label}")

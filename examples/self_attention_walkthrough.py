@@ -88,7 +88,8 @@ def forward_by_hand(model, ids, causal):
 def model_loss(model, kind, ids):
     """The model's own loss on the sentence: next token (decoder), or every token reproduced (encoder)."""
     if kind == "gpt":
-        return model.loss(ids[:, :-1], ids[:, 1:]), "next-token cross entropy over the sentence"
+        targets = np.concatenate([ids[:, 1:], [[-100]]], axis=1)       # the last token has nothing to predict
+        return F.cross_entropy(model(ids), targets, ignore_index=-100), "next-token cross entropy over the sentence"
     labels = ids.copy()
     labels[:, [0, -1]] = -100
     return model.loss(ids, labels), "cross entropy of reproducing every token (as BERT does for kept tokens)"
@@ -125,7 +126,7 @@ def main(argv=None):
     parser.add_argument("--out", default="runs/walkthrough", help="where the plots go")
     args = parser.parse_args(argv)
     out = Path(args.out)
-    study = study_model(args.run, args.model_out, random=args.random, quick=args.quick)
+    study = study_model(args.run, args.model_out, random=args.random, quick=args.quick, any_kind=True)
     model, tokenizer, kind = study.model.double(), study.tokenizer, study.kind   # float64: by hand == engine to ~1e-15
     model.eval()
     attn = model.blocks[0].attn
@@ -200,9 +201,12 @@ def main(argv=None):
         check = f"max |difference| = {diff(g[name], engine_grads[name]):.1e}" if name in engine_grads else "(no engine tensor)"
         print(f"  {name:12} {str(g[name].shape):14} {rule:44} {check}")
     show("dL/d(scaled scores), head 0", g["dS/sqrt(dh)"][0],
-         "each row sums to 0: adding a constant to a row of scores changes no weight" +
-         ("; masked (future) entries are exactly 0" if causal else ""))
+         "each row sums to 0: adding a constant to a row of scores changes no weight")
     print(f"  largest |row sum|: {np.abs(g['dS/sqrt(dh)'].sum(-1)).max():.1e}")
+    if not s["mask"].all():
+        print(f"  largest |dL/dS| at masked (future) positions, every head: "
+              f"{np.abs(g['dS/sqrt(dh)'][:, ~s['mask']]).max():.1e}, engine: "
+              f"{np.abs(cap.score_grads[LAYER][0][:, ~s['mask']]).max():.1e}")
 
     # ---------------------------------------------------------------- 4. finite differences, step by step
     elementwise = 0 if args.quick else 256   # --quick: random directions only

@@ -73,10 +73,13 @@ def _untrained(kind: str, base: StudyModel | None, seed: int) -> StudyModel:
 
 
 def study_model(run=None, out="runs/study", random: bool = False, quick: bool = False, kind: str = "mlm",
-                steps: int | None = None, seed: int = 0) -> StudyModel:
-    """A trained run, or one trained on the spot into `out` (reused next time), or untrained weights."""
+                steps: int | None = None, seed: int = 0, any_kind: bool = False) -> StudyModel:
+    """A trained run, or one trained on the spot into `out` (reused next time), or untrained weights.
+
+    `kind` is what is trained without a run; a run must hold that kind too, unless `any_kind`.
+    """
     if run is not None:
-        loaded = _load(Path(run), None if random else kind)
+        loaded = _load(Path(run), None if random or any_kind else kind)
         return _untrained(kind, loaded, seed) if random else loaded
     if random:
         return _untrained(kind, None, seed)
