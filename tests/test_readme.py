@@ -2,6 +2,9 @@
 import re
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -10,7 +13,11 @@ def test_readme_tour_runs_and_the_mlp_learns():
     scope = {}
     exec(compile(code.replace("print(", "len("), "README tour", "exec"), scope)
     assert float(scope["loss"]) < 0.69  # below chance (log 2) after 100 SGD steps
-    assert scope["weights"].grad.shape == (1, 5, 5)
+    above = ~np.tril(np.ones((5, 5), dtype=bool))
+    assert (scope["scores"].grad.numpy()[0][above] == 0).all()            # dL/dscores: exactly 0 where masked
+    assert np.abs(scope["weights"].grad.numpy()[0][above]).min() > 0      # dL/dweights: not zero there
+    sdpa = scope["F"].scaled_dot_product_attention(scope["q"], scope["k"], scope["v"], is_causal=True)
+    np.testing.assert_allclose(sdpa.numpy(), scope["out"].numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_readme_graph_example_runs_and_its_dot_excerpt_is_what_it_prints(tmp_path):
@@ -26,3 +33,34 @@ def test_readme_graph_example_runs_and_its_dot_excerpt_is_what_it_prints(tmp_pat
         assert line in scope["dot_text"].splitlines(), line
     assert (tmp_path / "head_backward.dot").read_text().count("shape=ellipse") == 17
     assert scope["dot_text"].count("shape=ellipse") == 9 and scope["dot_text"].count("shape=box") == 14
+
+
+def test_readme_custom_op_passes_gradcheck_and_a_wrong_backward_fails():
+    code = re.search(r"```python\n(import numpy as np\nimport tinygrad_attn as tga\nfrom tinygrad_attn.autograd "
+                     r"import Function\n.*?)```", README.read_text(), re.S).group(1)
+    scope = {}
+    exec(compile(code.replace("print(", "len("), "README custom op", "exec"), scope)
+    from tinygrad_attn.testing import GradcheckError, gradcheck
+
+    class Wrong(scope["Softplus"]):
+        def backward(self, g):
+            return (g * self.output,)
+    with pytest.raises(GradcheckError, match=r"worst element \(2, 0\): analytic 2.0135758 vs numeric 1.0256057"):
+        gradcheck(Wrong.apply, scope["x"])
+
+
+def test_readme_loads_a_trained_run(tmp_path, monkeypatch):
+    from models import cli
+    assert cli.main(["train", "mlm", "--preset", "tiny", "--steps", "2", "--eval-every", "2", "--out",
+                     str(tmp_path / "runs" / "mlm"), "--no-sample", "--data", str(_tiny_corpus(tmp_path))]) == 0
+    monkeypatch.chdir(tmp_path)
+    code = re.search(r"```python\n(from models.cli import load_run\n.*?)```", README.read_text(), re.S).group(1)
+    scope = {"print": lambda *a, **k: None}
+    exec(compile(code, "README load run", "exec"), scope)
+    assert scope["kind"] == "mlm" and len(scope["states"]) == 1 + len(scope["model"].blocks)
+
+
+def _tiny_corpus(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text("The king will play the fool. To be or not to be, that is the question.\n" * 40)
+    return path
