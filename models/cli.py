@@ -21,6 +21,7 @@ import numpy as np
 
 import tinygrad_attn as tga
 from tinygrad_attn import checkpoint, optim
+from tinygrad_attn import functional as F
 from tinygrad_attn.batching import lm_batches, lm_eval_batches, mlm_batches
 from tinygrad_attn.data import corpus_splits, load_shakespeare, load_text_file, split_text
 from tinygrad_attn.tokenizers import build_tokenizer, load_tokenizer
@@ -64,18 +65,28 @@ def encode(tokenizer, text: str) -> np.ndarray:
     return np.asarray(tokenizer.encode(text), dtype=np.int64)
 
 
+def letter_edges(tokenizer, vocab_size: int):
+    """(starts_with_letter, ends_with_letter): bool over the vocabulary, for whole-word masking."""
+    texts = [tokenizer.decode([i]) for i in range(vocab_size)]
+    is_letter = lambda c: c.isascii() and c.isalpha()   # noqa: E731  (words are [A-Za-z]+, as in BPE's pre-tokenizer)
+    return (np.array([is_letter(t[:1]) for t in texts]), np.array([is_letter(t[-1:]) for t in texts]))
+
+
 def make_batch_fn(kind: str, config, train: TrainConfig, ids: np.ndarray, tokenizer):
     if kind == "gpt":
         return lambda rng: lm_batches(ids, train.batch_size, config.seq_len, rng)
     special = tokenizer.special_ids
+    letters = letter_edges(tokenizer, config.vocab_size) if config.whole_word_mask else None
     return lambda rng: mlm_batches(ids, train.batch_size, config.max_len, rng, cls_id=special["[CLS]"],
                                    sep_id=special["[SEP]"], pad_id=special["[PAD]"], mask_id=special["[MASK]"],
                                    vocab_size=config.vocab_size, special_ids=tuple(special.values()),
-                                   mask_prob=config.mask_prob)
+                                   mask_prob=config.mask_prob, letters=letters)
 
 
-def make_eval_fn(kind: str, config, train: TrainConfig, ids: np.ndarray, tokenizer, max_batches: int | None):
-    """model -> held-out loss: mean over predicted tokens of deterministic batches (the same every call)."""
+def make_eval_fn(kind: str, config, train: TrainConfig, ids: np.ndarray, tokenizer, max_batches: int | None,
+                 unigram_id: int | None = None):
+    """model -> held-out loss (gpt), or {"eval_loss", "eval_acc"[, "unigram_acc"]} (mlm): over predicted
+    tokens of deterministic batches (the same every call)."""
     batch_size = train.batch_size
 
     def eval_gpt(model):
@@ -85,17 +96,26 @@ def make_eval_fn(kind: str, config, train: TrainConfig, ids: np.ndarray, tokeniz
             count += y.size
         return total / count
 
-    mlm_batch = make_batch_fn(kind, config, train, ids, tokenizer) if kind == "mlm" else None
+    # held out, every run is measured on the same token-level masking, whatever it was trained with
+    mlm_batch = make_batch_fn(kind, config.replace(whole_word_mask=False), train, ids, tokenizer) \
+        if kind == "mlm" else None
 
     def eval_mlm(model):
+        """Held-out masked-token loss, top-1 accuracy, and (with `unigram_id`) the accuracy of always
+        answering the most frequent training token, on the same positions."""
         rng = np.random.default_rng(12345)  # the same masked rows at every evaluation
-        total, count = 0.0, 0
+        total, count, correct, unigram = 0.0, 0, 0, 0
         for _ in range(max_batches or 20):
             inputs, labels, mask = mlm_batch(rng)
-            n = int((labels != -100).sum())
-            total += model.loss(inputs, labels, mask).item() * n
-            count += n
-        return total / count
+            logits, targets = model.masked_logits(inputs, labels, mask)
+            total += F.cross_entropy(logits, targets).item() * len(targets)
+            count += len(targets)
+            correct += int((logits.numpy().argmax(-1) == targets).sum())
+            unigram += int((targets == unigram_id).sum())
+        result = {"eval_loss": total / count, "eval_acc": correct / count}
+        if unigram_id is not None:
+            result["unigram_acc"] = unigram / count
+        return result
 
     return eval_gpt if kind == "gpt" else eval_mlm
 
@@ -162,6 +182,10 @@ def cmd_train(args) -> int:
             config.bpe_vocab_size = args.vocab_size
         if args.dropout is not None:
             config.dropout = args.dropout
+        if args.whole_word_mask:
+            if kind != "mlm":
+                raise CLIError("--whole-word-mask is for mlm runs (a gpt predicts every next token)")
+            config.whole_word_mask = True
         data = args.data or SHAKESPEARE
         train_text, eval_text = load_corpus(data)
         tokenizer = train_tokenizer(kind, config, train_text)
@@ -243,15 +267,28 @@ def cmd_eval(args) -> int:
     config = model.config
     train = TrainConfig.from_dict(extra["train_config"])
     data = args.data or extra.get("data", SHAKESPEARE)
-    _, eval_text = load_corpus(data)
+    train_text, eval_text = load_corpus(data)
     ids = encode(tokenizer, eval_text)
+    unigram_id = most_frequent_token(encode(tokenizer, train_text), tokenizer) if kind == "mlm" else None
     with tga.no_grad():
-        loss = make_eval_fn(kind, config, train, ids, tokenizer, args.batches)(model)
+        result = make_eval_fn(kind, config, train, ids, tokenizer, args.batches, unigram_id)(model)
+    loss = result if kind == "gpt" else result["eval_loss"]
     what = "next-token" if kind == "gpt" else "masked-token"
     print(f"{args.out}: held-out {what} loss {loss:.4f}, perplexity {math.exp(loss):.2f} "
           f"({'all' if args.batches is None else args.batches} batches of {train.batch_size}, "
           f"step {extra['trainer']['step']})")
+    if kind == "mlm":
+        print(f"masked-token top-1 accuracy {100 * result['eval_acc']:.1f}%; unigram baseline (always "
+              f"{tokenizer.id_to_token(unigram_id)!r}, the most frequent training token) "
+              f"{100 * result['unigram_acc']:.1f}%")
     return 0
+
+
+def most_frequent_token(ids: np.ndarray, tokenizer) -> int:
+    """The most frequent non-special token id in `ids`: the unigram baseline's only answer."""
+    counts = np.bincount(ids, minlength=tokenizer.vocab_size)
+    counts[list(tokenizer.special_ids.values())] = 0
+    return int(counts.argmax())
 
 
 # ---------------------------------------------------------------- argument parsing
@@ -271,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--eval-every", type=int)
     t.add_argument("--seed", type=int)
     t.add_argument("--dropout", type=float)
+    t.add_argument("--whole-word-mask", action="store_true", help="mlm: mask every token of a chosen word together")
     t.add_argument("--tokenizer", choices=["char", "bpe"])
     t.add_argument("--vocab-size", type=int, help="BPE vocabulary size (with --tokenizer bpe)")
     t.add_argument("--data", help="a UTF-8 text file to train on instead of the bundled Shakespeare")

@@ -56,6 +56,7 @@ class MLMConfig(_Dict):
     tokenizer: str = "bpe"
     bpe_vocab_size: int = 1024
     mask_prob: float = 0.15
+    whole_word_mask: bool = False   # mask every token of a chosen word together (training batches only)
     specials: tuple = MLM_SPECIALS
 
     def __post_init__(self):

@@ -101,11 +101,16 @@ class MaskedLM(nn.Module):
         The head runs only on the rows that count (about 15% of tokens): the same loss as
         cross_entropy(self(ids), labels, ignore_index=-100), at a fraction of the cost.
         """
+        logits, targets = self.masked_logits(ids, labels, attention_mask)
+        return F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX)
+
+    def masked_logits(self, ids, labels, attention_mask=None):
+        """(logits (N, V), targets (N,)) at the N positions whose label != -100, in row-major order."""
         labels = _host(labels)
         rows, cols = np.nonzero(labels != IGNORE_INDEX)
         h = self.encode(ids, attention_mask)
         h = h[tga.tensor(rows, device=h.device), tga.tensor(cols, device=h.device)]   # (N, d)
-        return F.cross_entropy(self.head(h), labels[rows, cols], ignore_index=IGNORE_INDEX)
+        return self.head(h), labels[rows, cols]
 
     # ---------------------------------------------------------------- using a trained model
 

@@ -1,4 +1,5 @@
 """The tinygrad-attn command line (train, sample, fill-mask, eval) and the example scripts, on tiny presets."""
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -59,6 +60,14 @@ def test_train_mlm_and_fill_mask(capsys, tmp_path, text_file):
     assert rc == 0 and stdout.count("[MASK] 1:") == 1 and len(stdout.splitlines()[-1].split()) == 2 + 2 * 3
     rc, stdout, _ = run(capsys, "eval", "--out", out, "--batches", 2)
     assert rc == 0 and "masked-token loss" in stdout
+    acc, base = re.search(r"top-1 accuracy ([0-9.]+)%; unigram baseline \(always .*\) ([0-9.]+)%", stdout).groups()
+    assert 0 <= float(acc) <= 100 and 0 < float(base) < 100
+    rc, stdout, _ = run(capsys, "train", "mlm", "--preset", "tiny", "--steps", 2, "--eval-every", 2, "--no-sample",
+                        "--out", tmp_path / "wwm", "--data", text_file, "--tokenizer", "bpe", "--vocab-size", 300,
+                        "--whole-word-mask")
+    assert rc == 0 and read_metrics(tmp_path / "wwm")[-1]["eval_acc"] >= 0
+    rc, _, err = run(capsys, "train", "gpt", "--preset", "tiny", "--whole-word-mask", "--out", tmp_path / "g")
+    assert rc == 2 and "--whole-word-mask is for mlm runs" in err
 
 
 def test_bundled_corpus_default_data(capsys, tmp_path):

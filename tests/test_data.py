@@ -4,7 +4,8 @@ import functools
 import numpy as np
 import pytest
 
-from tinygrad_attn.batching import IGNORE_INDEX, lm_batches, lm_eval_batches, mask_tokens, mlm_batches
+from tinygrad_attn.batching import (IGNORE_INDEX, lm_batches, lm_eval_batches, mask_tokens, mlm_batches,
+                                   word_starts)
 from tinygrad_attn.data import corpus_splits, load_shakespeare, load_text_file, split_text
 
 PAD, MASK, CLS, SEP, UNK = range(5)
@@ -110,6 +111,26 @@ def test_mask_tokens_chooses_at_least_one_per_row():
     ids = np.array([[CLS, 7, 8, SEP], [CLS, 9, SEP, PAD], [CLS, SEP, PAD, PAD]])
     _, labels = mask_tokens(ids, rng, MASK, VOCAB, SPECIAL_IDS, PAD, mask_prob=0.0)
     assert (labels != IGNORE_INDEX).sum(axis=1).tolist() == [1, 1, 0]
+
+
+def test_word_starts_and_whole_word_masking():
+    # vocabulary: 5 specials, then " the", "t", "he", ".", " k", "ing", "1"
+    texts = ["[PAD]", "[MASK]", "[CLS]", "[SEP]", "[UNK]", " the", "t", "he", ".", " k", "ing", "1"]
+    letters = (np.array([t[:1].isalpha() for t in texts]), np.array([t[-1:].isalpha() for t in texts]))
+    row = np.array([CLS, 6, 7, 5, 9, 10, 8, 11, 9, 10, SEP])          # [CLS] t|he  the  k|ing . 1  k|ing [SEP]
+    assert word_starts(row, *letters).tolist() == [True, True, False, True, True, False, True, True, True, False, True]
+    ids = np.tile(row, (2000, 10))                                      # long rows: few need a forced word
+    starts = word_starts(ids, *letters)
+    inputs, labels = mask_tokens(ids, np.random.default_rng(0), MASK, len(texts), SPECIAL_IDS, PAD, 0.15, starts)
+    chosen = labels != IGNORE_INDEX
+    masked = inputs == MASK
+    for first, rest in ((1, 2), (4, 5), (8, 9)):                       # the two-token words
+        assert (chosen[:, first] == chosen[:, rest]).all()              # chosen as a unit (forced ones too)
+        assert (masked[:, first] == masked[:, rest]).all()              # masked together, or not at all
+    assert 0.13 < chosen[:, ids[0] > UNK].mean() < 0.17                  # about 15% of the text tokens
+    # without starts the same draws choose tokens one by one
+    _, by_token = mask_tokens(ids, np.random.default_rng(0), MASK, len(texts), SPECIAL_IDS, PAD, 0.15)
+    assert ((by_token[:, 1] != IGNORE_INDEX) != (by_token[:, 2] != IGNORE_INDEX)).mean() > 0.1
 
 
 def test_mlm_batches_layout():

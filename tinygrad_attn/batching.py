@@ -48,28 +48,61 @@ def lm_eval_batches(ids, batch_size: int, seq_len: int, max_batches: int | None 
         yield windows[:, :-1], windows[:, 1:]
 
 
+def word_starts(ids, starts_with_letter, ends_with_letter) -> np.ndarray:
+    """Bool, same shape as `ids` (rows along the last axis): True where a token begins a new word.
+
+    A token continues a word when it begins with a letter and the token before it ends with
+    one ("t" + "he"); " the" (leading space), digits and punctuation always begin one.
+    `starts_with_letter` / `ends_with_letter` are bool arrays over the vocabulary.
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    continues = np.zeros(ids.shape, dtype=bool)
+    continues[..., 1:] = starts_with_letter[ids[..., 1:]] & ends_with_letter[ids[..., :-1]]
+    return ~continues
+
+
+def _first_of_word(starts):
+    """For each position, the index of the first token of its word."""
+    positions = np.broadcast_to(np.arange(starts.shape[-1]), starts.shape)
+    return np.maximum.accumulate(np.where(starts, positions, 0), axis=-1)
+
+
+def _per_word(values, starts):
+    """Each position takes the value drawn at the first token of its word."""
+    return np.take_along_axis(values, _first_of_word(starts), axis=-1)
+
+
 def mask_tokens(ids, rng: np.random.Generator, mask_id: int, vocab_size: int, special_ids, pad_id: int,
-                mask_prob: float = 0.15):
+                mask_prob: float = 0.15, starts=None):
     """BERT masking -> (inputs, labels), same shape as `ids` (rows along the last axis).
 
     Chooses each non-special, non-pad position with probability `mask_prob` (at least one
     per row that has any such position, so the loss is never empty). Of the chosen: 80%
     become `mask_id`, 10% a random non-special token, 10% stay. labels hold the original id
     at chosen positions and IGNORE_INDEX (-100) elsewhere.
+    With `starts` (see `word_starts`), whole-word masking: every token of a word gets the
+    draw of its first token, so a word is chosen (and masked, replaced or kept) as a unit.
     """
     ids = np.asarray(ids, dtype=np.int64)
     excluded = np.unique(np.array([*special_ids, pad_id, mask_id], dtype=np.int64))
     maskable = ~np.isin(ids, excluded)
-    chosen = (rng.random(ids.shape) < mask_prob) & maskable
+    draw = rng.random(ids.shape)
+    chosen = ((draw if starts is None else _per_word(draw, starts)) < mask_prob) & maskable
 
     # Rows that drew nothing but could: choose one maskable position uniformly at random.
     empty = maskable.any(axis=-1) & ~chosen.any(axis=-1)
     scores = np.where(maskable, rng.random(ids.shape), -1.0)
-    forced = np.zeros_like(chosen)
-    np.put_along_axis(forced, scores.argmax(axis=-1)[..., None], True, axis=-1)
+    if starts is None:
+        forced = np.zeros_like(chosen)
+        np.put_along_axis(forced, scores.argmax(axis=-1)[..., None], True, axis=-1)
+    else:   # the whole word of a random maskable word start
+        pick = np.where(starts, scores, -1.0).argmax(axis=-1)
+        forced = (_first_of_word(starts) == pick[..., None]) & maskable
     chosen |= forced & empty[..., None]
 
     action = rng.random(ids.shape)
+    if starts is not None:
+        action = _per_word(action, starts)
     to_mask = chosen & (action < 0.8)
     to_random = chosen & (action >= 0.8) & (action < 0.9)
     candidates = np.setdiff1d(np.arange(vocab_size, dtype=np.int64), excluded)
@@ -82,13 +115,14 @@ def mask_tokens(ids, rng: np.random.Generator, mask_id: int, vocab_size: int, sp
 
 def mlm_batches(ids, batch_size: int, seq_len: int, rng: np.random.Generator, cls_id: int, sep_id: int,
                 pad_id: int, mask_id: int, vocab_size: int, special_ids=(), mask_prob: float = 0.15,
-                short_prob: float = 0.1):
+                short_prob: float = 0.1, letters=None):
     """Masked-LM batch -> (inputs, labels, attention_mask), each (batch_size, seq_len).
 
     Each row is [CLS] + a random window of seq_len-2 tokens + [SEP]. With probability
     `short_prob` a row's window is cut to a random shorter length and the row is padded
     with pad_id, so key-padding masks get exercised. attention_mask is bool, True = real
-    token ([CLS]/[SEP] included). Then `mask_tokens` picks the prediction targets.
+    token ([CLS]/[SEP] included). Then `mask_tokens` picks the prediction targets, whole
+    words at a time when `letters` = (starts_with_letter, ends_with_letter) over the vocabulary.
     """
     ids = _as_ids(ids, "mlm_batches")
     if seq_len < 3:
@@ -111,5 +145,6 @@ def mlm_batches(ids, batch_size: int, seq_len: int, rng: np.random.Generator, cl
     attention_mask = positions[None, :] < (lengths[:, None] + 2)
 
     special = (*special_ids, cls_id, sep_id)
-    inputs, labels = mask_tokens(rows, rng, mask_id, vocab_size, special, pad_id, mask_prob)
+    starts = None if letters is None else word_starts(rows, *letters)
+    inputs, labels = mask_tokens(rows, rng, mask_id, vocab_size, special, pad_id, mask_prob, starts)
     return inputs, labels, attention_mask
