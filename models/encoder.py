@@ -3,7 +3,7 @@
     model = MaskedLM(MLMConfig(vocab_size=tok.vocab_size, pad_id=tok.token_to_id("[PAD]")))
     logits = model(ids, attention_mask)         # (B, T) -> (B, T, V); attention_mask True = real token
     loss = model.loss(ids, labels, attention_mask)   # cross entropy at positions whose label != -100
-    model.fill_mask("To be or not to [MASK]", tok)  # [[(" be", 0.41), ...]]
+    model.fill_mask("To be or not to [MASK]", tok)  # [[(" be", 0.41), ...]]: tokens that begin a word
     model.embed("Now is the winter of our discontent", tok)  # (d_model,) mean of the last layer
     model.hidden_states(ids, attention_mask)     # [embeddings, block 1, ..., block N] (B, T, d) each
 
@@ -11,6 +11,8 @@ Every token attends to every real token (no causal mask); padding is hidden from
 keys by the key-padding mask. Sequences are [CLS] text [SEP] [PAD]...
 """
 from __future__ import annotations
+
+import re
 
 import numpy as np
 
@@ -27,15 +29,19 @@ def _host(x):
     return x.numpy() if isinstance(x, tga.Tensor) else np.asarray(x)
 
 
-def _proposable(tokenizer, vocab_size: int) -> np.ndarray:
+def _proposable(tokenizer, texts) -> np.ndarray:
     """Bool (V,): tokens fill_mask may propose. Not specials, and not byte-level pieces that do
-    not decode on their own (half a UTF-8 character) or control characters."""
-    ok = np.ones(vocab_size, dtype=bool)
+    not decode on their own (half a UTF-8 character) or control characters. `texts[i]` is
+    tokenizer.decode([i]) (not id_to_token, which writes a lone byte as "<0xC3>")."""
+    ok = np.array(["\ufffd" not in t and (t.isprintable() or t.isspace()) for t in texts])
     ok[list(tokenizer.special_ids.values())] = False
-    for i in np.nonzero(ok)[0]:
-        s = tokenizer.decode([int(i)])   # not id_to_token: it writes a lone byte as "<0xC3>"
-        ok[i] = "\ufffd" not in s and (s.isprintable() or s.isspace())
     return ok
+
+
+def _word_starts(texts, after_space: bool) -> np.ndarray:
+    """Bool (V,): tokens that begin a word: " " + letter after a space (BPE folds it in), else a letter."""
+    pattern = re.compile(r" [A-Za-z]" if after_space else r"[A-Za-z]")
+    return np.array([pattern.match(t) is not None for t in texts])
 
 
 class MaskedLM(nn.Module):
@@ -120,16 +126,22 @@ class MaskedLM(nn.Module):
         ids = ids[: self.config.max_len - 2]
         return [tokenizer.token_to_id("[CLS]")] + ids + [tokenizer.token_to_id("[SEP]")]
 
-    def fill_mask(self, text: str, tokenizer, top_k: int = 5) -> list[list[tuple[str, float]]]:
+    def fill_mask(self, text: str, tokenizer, top_k: int = 5, words_only: bool = True) -> list[list[tuple[str, float]]]:
         """For each [MASK] in `text`, the top_k (token string, probability) candidates, best first.
 
         Special tokens are never proposed. With a BPE tokenizer, a space before [MASK]
         belongs to the masked word (" be" is one token), so it is folded into the mask.
+        `words_only`: rank only tokens that can begin a word there (" be" after a space,
+        "Be" at the start), not punctuation, newlines or the middle of a word ("y").
+        Probabilities are the model's, over every token it may propose, not renormalised.
         """
         if "[MASK]" not in text:
             raise ValueError(f"fill_mask: the text has no [MASK] token: {text!r}")
+        after_space = [part.endswith(" ") for part in text.split("[MASK]")[:-1]]
         if getattr(tokenizer, "kind", "") == "bpe":
             text = text.replace(" [MASK]", "[MASK]")
+        else:
+            after_space = [False] * len(after_space)   # the space is a token of its own: the mask is the word
         ids = np.array([self._wrap(tokenizer, text)])
         mask_id = tokenizer.token_to_id("[MASK]")
         positions = np.nonzero(ids[0] == mask_id)[0]
@@ -142,12 +154,14 @@ class MaskedLM(nn.Module):
                 logits = self(ids).numpy()[0, positions].astype(np.float64)   # (n_masks, V)
         finally:
             self.train(was_training)
-        logits[:, ~_proposable(tokenizer, logits.shape[-1])] = -np.inf
+        texts = [tokenizer.decode([i]) for i in range(logits.shape[-1])]
+        logits[:, ~_proposable(tokenizer, texts)] = -np.inf
         probs = np.exp(logits - logits.max(-1, keepdims=True))
         probs /= probs.sum(-1, keepdims=True)
         out = []
-        for row in probs:
-            best = np.argsort(-row, kind="stable")[:top_k]
+        for row, spaced in zip(probs, after_space):
+            ranked = np.where(_word_starts(texts, spaced), row, -1.0) if words_only else row
+            best = np.argsort(-ranked, kind="stable")[:top_k]
             out.append([(tokenizer.id_to_token(int(i)), float(row[i])) for i in best])
         return out
 

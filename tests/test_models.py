@@ -240,3 +240,18 @@ def test_fill_mask_embed_and_hidden_states():
     states = model.hidden_states(wrapped, np.ones(wrapped.shape, bool))
     assert len(states) == 4 and all(s.shape == (1, 7, 32) for s in states)
     np.testing.assert_allclose(model.ln_f(states[-1]).numpy(), model.encode(wrapped).numpy(), rtol=1e-6)
+
+
+def test_fill_mask_ranks_word_starts_with_the_models_own_probabilities():
+    from tinygrad_attn.tokenizers import BPETokenizer
+    tok = BPETokenizer.train("to be or not to be, that is the question. " * 30, vocab_size=290, specials=MLM_SPECIALS)
+    tga.manual_seed(0)
+    model = MaskedLM(MLMConfig(vocab_size=tok.vocab_size, pad_id=tok.token_to_id("[PAD]"), max_len=32,
+                               d_model=32, n_heads=2, n_layers=1))
+    every = dict(model.fill_mask("[MASK] be or not to [MASK].", tok, top_k=tok.vocab_size, words_only=False)[1])
+    first, second = model.fill_mask("[MASK] be or not to [MASK].", tok, top_k=8)
+    assert all(t[:1].isalpha() for t, _ in first)                         # the sentence's first word: no space
+    assert all(t[:1] == " " and t[1:2].isalpha() for t, _ in second)     # after a space: " be", " that", ...
+    for t, p in second:
+        assert p == every[t]                                              # probabilities are not renormalised
+    assert any(not (t[:1] == " " and t[1:2].isalpha()) for t in list(every)[:8])   # unrestricted: other pieces too
