@@ -150,7 +150,8 @@ def main(argv=None):
     q, k, v = (a[0] for a in cap.qkv[LAYER])
     engine = {"X": model.hidden_states(ids)[0].numpy()[0], "LN(X)": cap.layer_outputs["blocks.0.ln1"][0],
               "Qh": q, "Kh": k, "Vh": v, "S/sqrt(dh)": cap.attention_scores[LAYER][0],
-              "A": cap.attention_weights[LAYER][0], "Y": cap.layer_outputs[LAYER][0]}
+              "A": cap.attention_weights[LAYER][0], "Oh": cap.head_outputs[LAYER][0],
+              "concat": cap.merged_heads[LAYER][0], "Y": cap.layer_outputs[LAYER][0]}
     notes = {
         "X": "token embedding + position embedding, one row per token",
         "LN(X)": "the block normalises each row before attention (pre-norm); this is what Q, K, V read",
@@ -189,7 +190,8 @@ def main(argv=None):
     print(f"\nloss L = {what} = {loss.item():.4f}; dL/dY reaches the layer's output, shape {dY.shape}.")
     print("backward, one step at a time (by hand in NumPy vs the engine):")
     dq, dk, dv = (a[0] for a in cap.qkv_grads[LAYER])
-    engine_grads = {"dW_out": cap.param_grads[f"{LAYER}.out_proj.weight"], "dA": cap.weight_grads[LAYER][0],
+    engine_grads = {"dW_out": cap.param_grads[f"{LAYER}.out_proj.weight"], "dconcat": cap.merged_head_grads[LAYER][0],
+                    "dOh": cap.head_output_grads[LAYER][0], "dA": cap.weight_grads[LAYER][0],
                     "dS/sqrt(dh)": cap.score_grads[LAYER][0], "dQh": dq, "dKh": dk, "dVh": dv,
                     "dW_qkv": cap.param_grads[f"{LAYER}.qkv.weight"], "dLN(X)": cap.output_grads["blocks.0.ln1"][0]}
     rules = {"dW_out": "Y = C W^T + b: dW = dY^T C", "dconcat": "dC = dY W_out",

@@ -92,7 +92,7 @@ def test_capture_restores_every_module_and_parameter():
     for m in model.modules():
         assert "forward" not in m.__dict__
         if isinstance(m, nn.MultiHeadAttention):
-            assert m.on_qkv is None and m.on_weights is None
+            assert m.on_qkv is None and m.on_weights is None and m.on_heads is None
     assert all(p._hooks is None for p in model.parameters())
 
 
@@ -200,6 +200,25 @@ def test_captured_values_satisfy_the_attention_formulas():
     dq, dk, _ = cap.qkv_grads[name]
     np.testing.assert_allclose(dq, ds @ k / np.sqrt(q.shape[-1]), atol=1e-12)
     np.testing.assert_allclose(dk, ds.swapaxes(-1, -2) @ q / np.sqrt(q.shape[-1]), atol=1e-12)
+
+
+def test_per_head_outputs_and_merged_heads_and_their_gradients():
+    attn, x, cot = _attention64()
+    with inspect.capture(attn) as cap:
+        y = attn(x)
+        (y * tga.tensor(cot)).sum().backward()
+    name = "MultiHeadAttention"
+    w, (q, k, v) = cap.attention_weights[name], cap.qkv[name]
+    heads, merged = cap.head_outputs[name], cap.merged_heads[name]
+    B, H, T, dh = heads.shape
+    np.testing.assert_allclose(heads, w @ v, atol=1e-12)                              # each head: weights @ v
+    np.testing.assert_array_equal(merged, heads.transpose(0, 2, 1, 3).reshape(B, T, H * dh))   # side by side
+    W, b = attn.out_proj.weight.numpy(), attn.out_proj.bias.numpy()
+    np.testing.assert_allclose(merged @ W.T + b, y.numpy(), atol=1e-12)              # then the output projection
+    d_merged, d_heads = cap.merged_head_grads[name], cap.head_output_grads[name]
+    np.testing.assert_allclose(d_merged, cot @ W, atol=1e-12)                          # dL/dmerged = dL/dy W
+    np.testing.assert_allclose(d_heads, d_merged.reshape(B, T, H, dh).transpose(0, 2, 1, 3), atol=1e-12)
+    np.testing.assert_allclose(cap.weight_grads[name], d_heads @ v.swapaxes(-1, -2), atol=1e-12)
 
 
 def test_layer_outputs_are_the_encoder_hidden_states():

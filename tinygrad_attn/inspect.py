@@ -7,13 +7,15 @@
     cap.attention_weights["blocks.0.attn"]   # (B, H, Tq, Tk) NumPy: softmax weights, per head
     cap.score_grads["blocks.0.attn"]         # (B, H, Tq, Tk): dL/dscores (pre-softmax)
     dq, dk, dv = cap.qkv_grads["blocks.0.attn"]   # each (B, H, T, dh): dL/dq, dL/dk, dL/dv
+    cap.head_outputs["blocks.0.attn"]        # (B, H, T, dh): each head's weights @ v
+    cap.merged_heads["blocks.0.attn"]        # (B, T, d): the heads concatenated, before the output projection
     cap.layer_outputs["blocks.1"]            # (B, T, d): what the block wrote to the residual stream
     cap.grad_norms()                         # {"blocks.0.attn.qkv.weight": 0.31, ...} per parameter
     cap.layer_grad_norms()                   # {"tok_emb": ..., "blocks.0": ..., ...} per layer
     cap.head_grad_norms()                    # {"blocks.0.attn": array of H norms, ...}
 
 How: for every MultiHeadAttention the block sets its `on_qkv` / `on_scores` /
-`on_weights` callbacks, which copy the values and register gradient hooks on those
+`on_weights` / `on_heads` callbacks, which copy the values and register gradient hooks on those
 tensors; for every layer whose output is kept (TransformerBlock and MultiHeadAttention by
 default) it wraps that instance's `forward`; every parameter gets a gradient hook, so
 `cap.param_grads` holds the gradient of the backward passes run inside the block (not
@@ -59,6 +61,8 @@ class Capture:
     attention_scores / attention_weights: (B, H, Tq, Tk) pre- / post-softmax (before dropout).
     score_grads / weight_grads: dL/dscores and dL/dweights, same shape (filled by backward).
     qkv: layer -> (q, k, v), each (B, H, T, dh); qkv_grads: layer -> (dq, dk, dv).
+    head_outputs / head_output_grads: each head's weights @ v, (B, H, Tq, dh), and its gradient.
+    merged_heads / merged_head_grads: the heads side by side before the output projection (B, Tq, d).
     layer_outputs: layer -> its output (B, T, d); output_grads: layer -> dL/d(output).
     param_grads: parameter name -> its gradient from the backward passes inside the block.
     The norm methods use param_grads when it holds anything, else the live `.grad`.
@@ -71,6 +75,8 @@ class Capture:
         self.attention_scores, self.attention_weights = {}, {}
         self.score_grads, self.weight_grads = {}, {}
         self.qkv, self._qkv_grads = {}, {}
+        self.head_outputs, self.head_output_grads = {}, {}
+        self.merged_heads, self.merged_head_grads = {}, {}
         self.layer_outputs, self.output_grads = {}, {}
         self.param_grads = {}
 
@@ -184,13 +190,18 @@ def _chain(mine, theirs):
 
 
 def _install_attention(cap: Capture, name: str, m: MultiHeadAttention):
-    before = (m.on_qkv, m.on_scores, m.on_weights)
+    before = (m.on_qkv, m.on_scores, m.on_weights, m.on_heads)
     m.on_qkv = _chain(lambda q, k, v: cap._keep_qkv(name, q, k, v), before[0])
     m.on_scores = _chain(lambda s: cap._keep(cap.attention_scores, cap.score_grads, name, s), before[1])
     m.on_weights = _chain(lambda w: cap._keep(cap.attention_weights, cap.weight_grads, name, w), before[2])
 
+    def keep_heads(heads, merged):
+        cap._keep(cap.head_outputs, cap.head_output_grads, name, heads)
+        cap._keep(cap.merged_heads, cap.merged_head_grads, name, merged)
+    m.on_heads = _chain(keep_heads, before[3])
+
     def undo():
-        m.on_qkv, m.on_scores, m.on_weights = before
+        m.on_qkv, m.on_scores, m.on_weights, m.on_heads = before
     return undo
 
 

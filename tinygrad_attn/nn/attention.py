@@ -28,6 +28,8 @@ Looking inside (the graph stays intact, so gradients can be read too):
     on every forward (e.g. to register hooks without keeping the tensors around).
   - `attn.on_qkv`: a callable given (q, k, v), each (B, H, T, dh), on every forward (k
     and v include cached positions); hook them to read dL/dq, dL/dk, dL/dv per head.
+  - `attn.on_heads`: a callable given (heads, merged): each head's weighted sum of the
+    values (B, H, T, dh), and the heads side by side before the output projection (B, T, d).
 """
 from __future__ import annotations
 
@@ -134,7 +136,7 @@ class MultiHeadAttention(Module):
         self.qkv = Linear(d_model, 3 * d_model, bias=bias, init_std=init_std)
         self.out_proj = Linear(d_model, d_model, bias=bias, init_std=init_std if out_init_std is None else out_init_std)
         self.keep_weights = False
-        self.on_scores = self.on_weights = self.on_qkv = None
+        self.on_scores = self.on_weights = self.on_qkv = self.on_heads = None
         self.last_scores = self.last_weights = None
 
     def _mask(self, x, t_q, t_k, key_padding_mask, attn_mask):
@@ -185,7 +187,10 @@ class MultiHeadAttention(Module):
                 self.on_weights(weights)
             if need_weights or self.keep_weights:
                 self.last_scores, self.last_weights = scores, weights
-        return self.out_proj(out.permute(0, 2, 1, 3).reshape(B, T, d))  # merge heads: a view
+        merged = out.permute(0, 2, 1, 3).reshape(B, T, d)  # merge heads: a view
+        if self.on_heads is not None:
+            self.on_heads(out, merged)
+        return self.out_proj(merged)
 
     def extra_repr(self):
         return f"d_model={self.d_model}, n_heads={self.n_heads}, dropout={self.dropout}"
