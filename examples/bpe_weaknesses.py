@@ -32,7 +32,7 @@ def show_cases(tokenizer):
             pieces = tokenizer.tokens(text)
             n_bytes = len(text.encode("utf-8"))
             print(f"  {text!r:>18} -> {len(pieces)} token{'s' if len(pieces) != 1 else ''} "
-                  f"({len(text)} characters, {n_bytes} bytes): {' | '.join(repr(p) for p in pieces)}")
+                  f"({len(text)} character{'s' if len(text) != 1 else ''}, {n_bytes} bytes): {' | '.join(repr(p) for p in pieces)}")
 
 
 def word_vector(model, tokenizer, text):

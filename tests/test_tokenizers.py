@@ -220,3 +220,19 @@ def test_build_tokenizer():
         build_tokenizer("bpe", "abc")
     with pytest.raises(ValueError, match="unknown kind"):
         build_tokenizer("wordpiece", "abc")
+
+
+def test_readme_bpe_weaknesses_hold_for_the_trained_tokenizer():
+    """README states these splits of the BPE-512 tokenizer `tinygrad-attn train mlm` trains; they must stay true."""
+    from models.cli import load_corpus, train_tokenizer
+    from models.config import get_preset
+    tok = train_tokenizer("mlm", get_preset("mlm", "small").model, load_corpus(None)[0])
+    assert tok.tokens("the") == ["t", "he"] and tok.tokens(" the") == [" the"]
+    assert tok.tokens("The") == ["The"] and tok.tokens(" The") == [" ", "The"]
+    assert tok.tokens("love") == ["l", "o", "ve"] and tok.tokens(" love") == [" love"]
+    assert len(tok.tokens("1234567")) == 7 and tok.tokens(" 2026") == [" ", "2", "0", "2", "6"]
+    assert [len(tok.tokens(w)) for w in ("happy", "Happy", "HAPPY", " night", " Night", " NIGHT")] == [4, 5, 5, 2, 3, 6]
+    assert tok.tokens("café") == ["c", "a", "f", "<0xC3>", "<0xA9>"]
+    assert len(tok.tokens("🙂")) == 4 and len(tok.tokens("日本")) == 6
+    assert tok.tokens(" Rosencrantz") == [" ", "R", "o", "s", "en", "c", "r", "ant", "z"]
+    assert len(tok.tokens(" Schwarzenegger")) == 10
