@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import GraphError, TinygradAttnError
+from .factories import ones_like
 from .gradients import grad as _grad
 
 RENDERED_FORMATS = ("svg", "png", "pdf")
@@ -60,7 +61,7 @@ def _grad_norms(root, tensors) -> dict:
     if not root.requires_grad:
         raise GraphError("draw_graph(show_grad_norms=True): the tensor does not require grad, so it has no graph")
     wanted = [t for t in tensors if t.requires_grad]
-    seed = None if root.size == 1 else type(root)._make(root._backend().xp.ones_like(root.data), root.device)
+    seed = None if root.size == 1 else ones_like(root)   # a non-scalar root: the gradient of its sum
     grads = _grad(root, wanted, grad_outputs=seed, retain_graph=True, allow_unused=True)
     return {id(t): float(np.linalg.norm(g.numpy().astype(np.float64))) for t, g in zip(wanted, grads)
             if g is not None}
