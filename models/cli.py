@@ -15,6 +15,7 @@ import argparse
 import math
 import shutil
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from tinygrad_attn import checkpoint, optim
 from tinygrad_attn import functional as F
 from tinygrad_attn.batching import lm_batches, lm_eval_batches, mlm_batches
 from tinygrad_attn.data import corpus_splits, load_shakespeare, load_text_file, split_text
-from tinygrad_attn.tokenizers import build_tokenizer, load_tokenizer
+from tinygrad_attn.tokenizers import WORD_PATTERN, build_tokenizer, load_tokenizer
 from tinygrad_attn.train import CHECKPOINT_DIR, METRICS_FILE, Trainer
 
 from .config import GPT_SPECIALS, PRESETS, GPTConfig, MLMConfig, TrainConfig, get_preset
@@ -227,7 +228,7 @@ def cmd_train(args) -> int:
         ids = model.generate(tokenizer.encode(prompt), 200, temperature=0.8, top_k=40, seed=train.seed)
         print(f"--- sample (tinygrad-attn sample --out {out}) ---\n{tokenizer.decode(ids)}")
     else:
-        _print_fill_mask(model.fill_mask(MLM_DEMO, tokenizer, top_k=5), MLM_DEMO)
+        _print_fill_mask(model.fill_mask(MLM_DEMO, tokenizer, top_k=5, words=corpus_words(train_text)), MLM_DEMO)
     return 0
 
 
@@ -252,13 +253,22 @@ def _print_fill_mask(results, text):
         print(f"[MASK] {i}: {shown}")
 
 
+def corpus_words(text: str, min_count: int = 25) -> set:
+    """The words of `text` seen at least `min_count` times, as BPE pre-tokenizes them (" king", "The"): what
+    fill-mask may answer, so that a frequent fragment (" c", " s") is not offered as a word."""
+    counts = Counter(w for w in WORD_PATTERN.findall(text) if w.strip().isalpha())
+    return {w for w, n in counts.items() if n >= min_count}
+
+
 def cmd_fill_mask(args) -> int:
-    kind, model, tokenizer, _ = load_run(args.out, args.device)
+    kind, model, tokenizer, extra = load_run(args.out, args.device)
     if kind != "mlm":
         raise CLIError(f"{args.out} holds a gpt model; `fill-mask` needs an mlm run (tinygrad-attn train mlm)")
     if "[MASK]" not in args.text:
         raise CLIError(f"the text has no [MASK]: {args.text!r}")
-    _print_fill_mask(model.fill_mask(args.text, tokenizer, top_k=args.top_k), args.text)
+    words = None if args.all_tokens else corpus_words(load_corpus(extra.get("data", SHAKESPEARE))[0])
+    results = model.fill_mask(args.text, tokenizer, top_k=args.top_k, words_only=not args.all_tokens, words=words)
+    _print_fill_mask(results, args.text)
     return 0
 
 
@@ -336,6 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("text")
     f.add_argument("--out", default="runs/mlm")
     f.add_argument("--top-k", type=int, default=5)
+    f.add_argument("--all-tokens", action="store_true",
+                   help="rank every token, not only whole words of the training text")
     f.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     f.set_defaults(func=cmd_fill_mask)
 

@@ -126,13 +126,16 @@ class MaskedLM(nn.Module):
         ids = ids[: self.config.max_len - 2]
         return [tokenizer.token_to_id("[CLS]")] + ids + [tokenizer.token_to_id("[SEP]")]
 
-    def fill_mask(self, text: str, tokenizer, top_k: int = 5, words_only: bool = True) -> list[list[tuple[str, float]]]:
+    def fill_mask(self, text: str, tokenizer, top_k: int = 5, words_only: bool = True,
+                  words=None) -> list[list[tuple[str, float]]]:
         """For each [MASK] in `text`, the top_k (token string, probability) candidates, best first.
 
         Special tokens are never proposed. With a BPE tokenizer, a space before [MASK]
         belongs to the masked word (" be" is one token), so it is folded into the mask.
         `words_only`: rank only tokens that can begin a word there (" be" after a space,
         "Be" at the start), not punctuation, newlines or the middle of a word ("y").
+        `words`: a set of whole words (with their leading space, as `corpus_words` in
+        models/cli.py gives them); only tokens that are one of them are ranked (" be", not " c").
         Probabilities are the model's, over every token it may propose, not renormalised.
         """
         if "[MASK]" not in text:
@@ -160,8 +163,10 @@ class MaskedLM(nn.Module):
         probs /= probs.sum(-1, keepdims=True)
         out = []
         for row, spaced in zip(probs, after_space):
-            ranked = np.where(_word_starts(texts, spaced), row, -1.0) if words_only else row
-            best = np.argsort(-ranked, kind="stable")[:top_k]
+            allowed = _word_starts(texts, spaced) if words_only else np.ones(len(texts), dtype=bool)
+            if words is not None:
+                allowed &= np.array([t in words for t in texts])
+            best = [i for i in np.argsort(-row, kind="stable") if allowed[i]][:top_k]
             out.append([(tokenizer.id_to_token(int(i)), float(row[i])) for i in best])
         return out
 

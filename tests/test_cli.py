@@ -58,6 +58,12 @@ def test_train_mlm_and_fill_mask(capsys, tmp_path, text_file):
     assert "[MASK] 1:" in stdout
     rc, stdout, _ = run(capsys, "fill-mask", "--out", out, "--top-k", 3, "To be or not to [MASK] .")
     assert rc == 0 and stdout.count("[MASK] 1:") == 1 and len(stdout.splitlines()[-1].split()) == 2 + 2 * 3
+    from models.cli import corpus_words
+    words = corpus_words(Path(text_file).read_text(encoding="utf-8"))
+    answers = stdout.splitlines()[-1].split()[2::2]
+    assert all(" " + a in words for a in answers), answers                # whole words of the training text
+    rc, stdout, _ = run(capsys, "fill-mask", "--out", out, "--top-k", 3, "--all-tokens", "To be or not to [MASK] .")
+    assert rc == 0 and stdout.count("[MASK] 1:") == 1
     rc, stdout, _ = run(capsys, "eval", "--out", out, "--batches", 2)
     assert rc == 0 and "masked-token loss" in stdout
     acc, base = re.search(r"top-1 accuracy ([0-9.]+)%; unigram baseline \(always .*\) ([0-9.]+)%", stdout).groups()

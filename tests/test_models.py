@@ -255,3 +255,5 @@ def test_fill_mask_ranks_word_starts_with_the_models_own_probabilities():
     for t, p in second:
         assert p == every[t]                                              # probabilities are not renormalised
     assert any(not (t[:1] == " " and t[1:2].isalpha()) for t in list(every)[:8])   # unrestricted: other pieces too
+    only = model.fill_mask("[MASK] be or not to [MASK].", tok, top_k=3, words={" be", " that", "be"})[1]
+    assert [t for t, _ in only] == sorted([" be", " that"], key=lambda t: -every[t])   # " be" and " that" only
