@@ -256,7 +256,10 @@ def _print_fill_mask(results, text):
 def corpus_words(text: str, min_count: int = 25) -> set:
     """The words of `text` seen at least `min_count` times, as BPE pre-tokenizes them (" king", "The"): what
     fill-mask may answer, so that a frequent fragment (" c", " s") is not offered as a word."""
-    counts = Counter(w for w in WORD_PATTERN.findall(text) if w.strip().isalpha())
+    pieces = WORD_PATTERN.findall(text)
+    # a word without its space counts only at the start of a line: "t" of "don't" is not a word
+    counts = Counter(w for prev, w in zip([""] + pieces, pieces)
+                     if w.strip().isalpha() and (w[0] == " " or not prev or prev[-1].isspace()))
     return {w for w, n in counts.items() if n >= min_count}
 
 
