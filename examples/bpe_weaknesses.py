@@ -22,7 +22,8 @@ CASES = {
     "non-ASCII characters fall back to bytes": ["cafe", "café", "naïve", "Mühle", "🙂", "日本"],
     "rare names split into odd pieces": [" Hamlet", " Rosencrantz", " Hermione", " Zelensky", " Schwarzenegger"],
 }
-SPACE_PAIRS = ["the", "The", "king", "love", "night", "good", "sweet", "heaven"]
+SPACE_PAIRS = ["the", "The", "king", "love", "night", "good", "sweet", "heaven", "my", "lord", "with", "not", "your",
+               "that", "him", "what", "shall", "will", "thou", "come"]
 
 
 def show_cases(tokenizer):
@@ -65,8 +66,8 @@ def show_space_effect(model, tokenizer):
     print(f"  mean cos of the {len(disjoint)} pairs with no id in common: {mean_disjoint:.3f}; "
           f"between different words (' the', ' king', ...): {mean_other:.3f}")
     if mean_disjoint <= mean_other + 0.05:
-        print("  so the model starts from vectors for 'the' and ' the' no closer than two different words: "
-              "it must learn from context, pair by pair, that they are one word")
+        print("  so in the embedding table 'the' and ' the' are no closer than two different words: whatever links "
+              "them must come from context, pair by pair")
     else:
         print("  these pairs are closer than different words: the model has learned part of the link from data, "
               "pair by pair (compare --random)")
