@@ -312,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    tga.keep_freed_host_memory()  # a training process: keep freed activations for the next step
     try:
         return args.func(args)
     except (CLIError, tga.CheckpointError, FileNotFoundError, tga.DeviceError) as e:

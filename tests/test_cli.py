@@ -92,7 +92,7 @@ def test_python_dash_m_entry_point():
     assert r.returncode == 0 and "fill-mask" in r.stdout
 
 
-@pytest.mark.parametrize("script", ["train_gpt.py", "train_mlm.py", "swap_backend.py"])
+@pytest.mark.parametrize("script", ["train_gpt.py", "train_mlm.py", "swap_backend.py", "user_gpt.py"])
 def test_examples_run_quick(script):
     r = subprocess.run([sys.executable, str(ROOT / "examples" / script), "--quick"], capture_output=True,
                        text=True, cwd=ROOT, timeout=300)

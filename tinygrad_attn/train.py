@@ -31,7 +31,7 @@ import numpy as np
 
 from . import checkpoint
 from .autograd import no_grad
-from .backend import get_backend
+from .backend import get_backend, keep_freed_host_memory
 from .errors import CheckpointError, TinygradAttnError
 from .optim import clip_grad_norm_
 
@@ -197,6 +197,7 @@ class Trainer:
 
     def fit(self, resume: bool = False, until: int | None = None) -> list[dict]:
         """Train to `steps` (or stop early after step `until`, saving there); return the step records."""
+        keep_freed_host_memory()  # every step reuses the last one's activations: backend/host_memory.py
         if resume:
             self._resume()
         if self.out_dir is not None:
