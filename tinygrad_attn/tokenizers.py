@@ -19,11 +19,14 @@ Known weaknesses of BPE, and what we do about them:
     breaks ties deterministically: highest count, then the lexicographically smallest pair
     of token byte strings (bytes(left), bytes(right)), then the smallest pair of ids.
 """
+import hashlib
 import heapq
 import json
 import os
 import re
 from collections import Counter
+
+from .errors import TokenizerError
 
 # Pre-tokenizer: a word keeps the single space before it (as in GPT-2), digits and
 # punctuation form their own words, whitespace runs stand alone. Every character matches
@@ -91,9 +94,12 @@ class _Tokenizer:
 
     @classmethod
     def load(cls, path: str | os.PathLike):
-        """Read a tokenizer written by `save`."""
-        with open(path, encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
+        """Read a tokenizer written by `save`; TokenizerError naming the file if it does not parse."""
+        return _from_file(path, cls.from_dict)
+
+    def fingerprint(self) -> str:
+        """sha256 of the tokenizer's content: equal for equal vocabularies, whatever the file's formatting."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
 
     @staticmethod
     def _check_kind(data, kind):
@@ -364,7 +370,27 @@ def tokenizer_from_dict(data: dict):
     return _KINDS[kind].from_dict(data)
 
 
+def _from_file(path, build):
+    """build(dict) from the JSON file at `path`, every failure a TokenizerError that names the file."""
+    name = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except OSError as e:
+        raise TokenizerError(f"tokenizer file {name}: cannot read it: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise TokenizerError(f"tokenizer file {name} is not UTF-8 text (byte {e.start}); "
+                             f"it is corrupted, or not a tokenizer.json") from None
+    except ValueError as e:
+        raise TokenizerError(f"tokenizer file {name} is not valid JSON (truncated or corrupted?): {e}") from None
+    if not isinstance(data, dict):
+        raise TokenizerError(f"tokenizer file {name} holds a JSON {type(data).__name__}, not a tokenizer")
+    try:
+        return build(data)
+    except (KeyError, TypeError, ValueError) as e:
+        raise TokenizerError(f"tokenizer file {name} does not describe a valid tokenizer: {e!r}") from None
+
+
 def load_tokenizer(path: str | os.PathLike):
-    """Read any tokenizer saved with `.save(path)`."""
-    with open(path, encoding="utf-8") as f:
-        return tokenizer_from_dict(json.load(f))
+    """Read any tokenizer saved with `.save(path)`; TokenizerError naming the file if it does not parse."""
+    return _from_file(path, tokenizer_from_dict)
