@@ -82,7 +82,7 @@ def test_clear_errors(capsys, tmp_path, text_file):
     assert rc == 2 and "--resume" in err and "--overwrite" in err
     assert run(capsys, "train", "gpt", *tiny, "--overwrite")[0] == 0
     rc, _, err = run(capsys, "fill-mask", "--out", out, "a [MASK]")
-    assert rc == 2 and "needs an mlm run" in err
+    assert rc == 2 and "needs a run of kind mlm" in err
     rc, _, err = run(capsys, "train", "mlm", "--resume", "--out", out)
     assert rc == 2 and "holds a gpt run" in err
 
