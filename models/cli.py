@@ -20,11 +20,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 
 import tinygrad_attn as tga
 from tinygrad_attn import checkpoint, optim
-from tinygrad_attn.data import corpus_splits, load_shakespeare, load_text_file, split_text
+from tinygrad_attn.data import corpus_splits, load_shakespeare
+from tinygrad_attn.data.stream import SplitText, TextFile, encode_chunks, encode_to_file
 from tinygrad_attn.errors import DataError, TinygradAttnError
 from tinygrad_attn.run_dir import hold_run
 from tinygrad_attn.tokenizers import build_tokenizer
@@ -48,18 +48,15 @@ def warn(message: str) -> None:
 
 # ---------------------------------------------------------------- data and run directories
 
-def load_corpus(data: str) -> tuple[str, str]:
-    """(train_text, eval_text): the bundled plays (two held out whole) or a user's file (last 10%)."""
+def load_corpus(data: str):
+    """The text, as chunks of its "train" and "eval" parts: the bundled plays (two held out
+    whole) or a user's file (the last 10% held out), which is never read whole into memory."""
     if data == SHAKESPEARE:
-        return corpus_splits(load_shakespeare())
+        return SplitText(*corpus_splits(load_shakespeare()))
     try:
-        return split_text(load_text_file(data))
+        return TextFile(data)
     except DataError as e:
         raise DataError(f"--data {data}: {e}") from None
-
-
-def encode(tokenizer, text: str) -> np.ndarray:
-    return np.asarray(tokenizer.encode(text), dtype=np.int64)
 
 
 def _check_long_enough(ids, what: str, context: int, data: str) -> None:
@@ -105,6 +102,7 @@ def _check_device(device: str) -> str:
 
 SIZE_FLAGS = ("d_model", "n_layers", "n_heads", "seq_len")
 TRAIN_FLAGS = ("steps", "batch_size", "lr", "eval_every", "seed")
+TOKENS_FILE = "tokens/train.bin"   # the training ids, memory-mapped; rewritten at every start
 
 
 def _fresh_setup(args, kind):
@@ -127,10 +125,11 @@ def _fresh_setup(args, kind):
     except tga.ConfigError as e:
         raise CLIError(str(e)) from None
     data = args.data or SHAKESPEARE
-    train_text, eval_text = load_corpus(data)
-    tokenizer = build_tokenizer(config.tokenizer, train_text, config.bpe_vocab_size, kind.specials(config))
+    corpus = load_corpus(data)
+    tokenizer = build_tokenizer(config.tokenizer, corpus.chunks("train"), config.bpe_vocab_size,
+                                kind.specials(config))
     kind.fit_tokenizer(config, tokenizer)
-    return config, train, data, tokenizer, train_text, eval_text
+    return config, train, data, tokenizer, corpus
 
 
 def _resumed_setup(args, kind, out: Path):
@@ -143,8 +142,7 @@ def _resumed_setup(args, kind, out: Path):
         train.steps = args.steps
     tokenizer = load_run_tokenizer(out, config, stored.extra)
     data = data_source(stored.extra, args.allow_data_change, warn)
-    train_text, eval_text = load_corpus(data)
-    return config, train, data, tokenizer, train_text, eval_text
+    return config, train, data, tokenizer, load_corpus(data)
 
 
 def cmd_train(args) -> int:
@@ -178,8 +176,9 @@ def cmd_train(args) -> int:
         raise
 
 
-def _train(args, kind, out, device, config, train, data, tokenizer, train_text, eval_text) -> int:
-    train_ids, eval_ids = encode(tokenizer, train_text), encode(tokenizer, eval_text)
+def _train(args, kind, out, device, config, train, data, tokenizer, corpus) -> int:
+    train_ids = encode_to_file(tokenizer, corpus.chunks("train"), out / TOKENS_FILE)
+    eval_ids = encode_chunks(tokenizer, corpus.chunks("eval"))
     context = kind.context(config)
     _check_long_enough(train_ids, "training", context, data)
     _check_long_enough(eval_ids, "held-out", context, data)
@@ -252,8 +251,7 @@ def cmd_eval(args) -> int:
     kind, config = KINDS[run.kind], run.model.config
     train = TrainConfig.from_dict(run.extra["train_config"])
     data = args.data or data_source(run.extra, args.allow_data_change, warn)
-    _, eval_text = load_corpus(data)
-    ids = encode(run.tokenizer, eval_text)
+    ids = encode_chunks(run.tokenizer, load_corpus(data).chunks("eval"))
     _check_long_enough(ids, "held-out", kind.context(config), data)
     with tga.no_grad():
         loss = kind.eval_fn(config, train, ids, run.tokenizer, args.batches)(run.model)
