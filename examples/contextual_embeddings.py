@@ -20,7 +20,7 @@ import numpy as np
 
 from tinygrad_attn import checkpoint
 from tinygrad_attn.representations import contextual_embeddings, cosine_similarity, document_embedding
-from models import load_run
+from tinygrad_attn.models import load_run
 
 WORD = "play"
 # "play" starts at the same character in both, so with characters as tokens it also has the same position
@@ -34,7 +34,7 @@ def load_or_train(out: Path, quick: bool, steps: int | None):
     else:
         steps = steps or (8 if quick else 200)
         print(f"training a tiny encoder for {steps} steps into {out} (reuse it later with --out {out})")
-        status = subprocess.run([sys.executable, "-m", "models.cli", "train", "mlm", "--preset", "tiny",
+        status = subprocess.run([sys.executable, "-m", "tinygrad_attn.models.cli", "train", "mlm", "--preset", "tiny",
                                  "--steps", str(steps), "--eval-every", str(steps), "--out", str(out),
                                  "--no-sample"]).returncode
         if status:

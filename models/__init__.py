@@ -1,7 +1,7 @@
 """The models built on tinygrad_attn: a GPT-style decoder and a BERT-style masked-LM encoder.
 
-    from models import GPT, GPTConfig, MaskedLM, MLMConfig, get_preset
-    from models import load_run              # a trained run of `tinygrad-attn train`
+    from tinygrad_attn.models import GPT, GPTConfig, MaskedLM, MLMConfig, get_preset
+    from tinygrad_attn.models import load_run              # a trained run of `tinygrad-attn train`
 """
 from .config import GPTConfig, MLMConfig, TrainConfig, get_preset, PRESETS
 from .decoder import GPT, sample_token

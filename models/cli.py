@@ -6,8 +6,8 @@
     tinygrad-attn fill-mask --out runs/mlm "To be or not to [MASK], that is the question"
     tinygrad-attn eval --out runs/gpt            # held-out loss and perplexity
 
-A run directory holds `checkpoint/`, `tokenizer.json` and `metrics.jsonl` (see models.run).
-Every mistake ends as one line on stderr and exit status 2. Also runs as `python -m models.cli`.
+A run directory holds `checkpoint/`, `tokenizer.json` and `metrics.jsonl` (see tinygrad_attn.models.run).
+Every mistake ends as one line on stderr and exit status 2. Also runs as `python -m tinygrad_attn.models.cli`.
 """
 from __future__ import annotations
 

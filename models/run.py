@@ -1,6 +1,6 @@
 """A run directory of `tinygrad-attn train`, read back safely: `load_run` and the checks behind it.
 
-    from models import load_run
+    from tinygrad_attn.models import load_run
     run = load_run("runs/gpt")            # Run(kind, model, tokenizer, extra); the model in eval mode
     print(run.tokenizer.decode(run.model.generate(run.tokenizer.encode("ROMEO."), 100)))
 

@@ -7,7 +7,7 @@ import pytest
 
 from tinygrad_attn.data import load_shakespeare
 from tinygrad_attn.train import read_metrics
-from models.cli import main
+from tinygrad_attn.models.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,7 +88,7 @@ def test_clear_errors(capsys, tmp_path, text_file):
 
 
 def test_python_dash_m_entry_point():
-    r = subprocess.run([sys.executable, "-m", "models.cli", "--help"], capture_output=True, text=True, cwd=ROOT)
+    r = subprocess.run([sys.executable, "-m", "tinygrad_attn.models.cli", "--help"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0 and "fill-mask" in r.stdout
 
 

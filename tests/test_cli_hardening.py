@@ -18,7 +18,7 @@ from tinygrad_attn.data import load_shakespeare
 from tinygrad_attn.filelock import try_lock
 from tinygrad_attn.tokenizers import CharTokenizer
 from tinygrad_attn.train import Trainer, read_metrics
-from models import cli
+from tinygrad_attn.models import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ("--preset", "tiny", "--d-model", 16, "--n-layers", 1, "--n-heads", 2, "--seq-len", 16, "--no-sample")
@@ -162,7 +162,7 @@ def test_a_forged_config_is_a_checkpoint_error_before_the_model_is_built(capsys,
     body = {k: v for k, v in meta.items() if k != "meta_sha256"}
     meta["meta_sha256"] = checkpoint._sha256(checkpoint._canonical(body))
     (ck / "checkpoint.json").write_text(json.dumps(meta))
-    monkeypatch.setattr("models.decoder.GPT.__init__", lambda *a, **k: pytest.fail("built a model"))
+    monkeypatch.setattr("tinygrad_attn.models.decoder.GPT.__init__", lambda *a, **k: pytest.fail("built a model"))
     for argv in (("sample",), ("eval",), ("train", "gpt", "--resume", "--steps", 6)):
         rc, _, err = run(capsys, *argv, "--out", run_copy)
         line = one_error_line(err)
@@ -282,6 +282,6 @@ def test_the_cli_has_no_per_kind_branches_and_examples_do_not_import_it():
 
 
 def test_load_run_is_public(trained):
-    from models import load_run
+    from tinygrad_attn.models import load_run
     run_ = load_run(trained)
     assert run_.kind == "gpt" and run_.model.config.d_model == 16 and run_.tokenizer.vocab_size > 10

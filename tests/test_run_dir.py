@@ -13,7 +13,7 @@ from tinygrad_attn.batching import lm_batches
 from tinygrad_attn.filelock import try_lock
 from tinygrad_attn.tokenizers import CharTokenizer
 from tinygrad_attn.train import Trainer, read_metrics
-from models import GPT, get_preset
+from tinygrad_attn.models import GPT, get_preset
 
 TEXT = "to be or not to be, that is the question. " * 40
 
