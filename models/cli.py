@@ -170,8 +170,8 @@ def cmd_train(args) -> int:
                 (out / METRICS_FILE).unlink(missing_ok=True)
             setup[3].save(out / TOKENIZER_FILE)
             return _train(args, kind, out, device, *setup)
-    except BaseException:
-        if created and out.exists() and not checkpoint.exists(ckpt):
+    except (CLIError, FileNotFoundError, TinygradAttnError) as e:
+        if created and out.exists() and not checkpoint.exists(ckpt) and not isinstance(e, FloatingPointError):
             shutil.rmtree(out, ignore_errors=True)   # a mistake leaves no half-made run directory
         raise
 
