@@ -181,3 +181,30 @@ def test_an_unwritable_parent_is_a_checkpoint_error(tmp_path):
     (tmp_path / "file").write_text("not a directory")
     with pytest.raises(CheckpointError, match=r"could not save.*file"):
         checkpoint.save(tmp_path / "file" / "ck", tiny(0))
+
+
+def test_without_locks_a_racing_reader_retries_or_says_a_save_was_in_progress(tmp_path, monkeypatch):
+    """File systems without flock: a load that saw the checkpoint replaced under it retries; it never
+    returns a mix of two saves and never calls a good checkpoint corrupted."""
+    import contextlib
+    monkeypatch.setattr(checkpoint, "file_lock", lambda *a, **k: contextlib.nullcontext())
+    models = {i: tiny(i, d=64) for i in range(2)}
+    expected = {i: weights(m) for i, m in models.items()}
+    checkpoint.save(tmp_path / "ck", models[0], extra={"i": 0})
+    bad, busy = [], []
+
+    def step(who, j):
+        if who == 0:
+            checkpoint.save(tmp_path / "ck", models[j % 2], extra={"i": j % 2})
+            return
+        fresh = tiny(7, d=64)
+        try:
+            i = checkpoint.load(tmp_path / "ck", fresh)["i"]
+        except CheckpointError as e:
+            assert "save in progress" in str(e), e
+            busy.append(j)
+            return
+        if not same(weights(fresh), expected[i]):
+            bad.append(j)
+
+    assert _hammer(step, 2, 30) == [] and bad == [] and len(busy) < 30

@@ -285,3 +285,15 @@ def test_load_run_is_public(trained):
     from tinygrad_attn.models import load_run
     run_ = load_run(trained)
     assert run_.kind == "gpt" and run_.model.config.d_model == 16 and run_.tokenizer.vocab_size > 10
+
+
+def test_a_symlinked_checkpoint_directory_survives_training_and_resume(capsys, tmp_path, text_file):
+    out, storage = tmp_path / "gpt", tmp_path / "big-disk" / "ck"
+    storage.mkdir(parents=True)
+    out.mkdir()
+    (out / "checkpoint").symlink_to(storage, target_is_directory=True)
+    common = ("--out", out, "--eval-every", 1, "--data", text_file)
+    assert run(capsys, "train", "gpt", *SMALL, "--steps", 3, *common)[0] == 0
+    assert run(capsys, "train", "gpt", "--resume", "--steps", 5, *common[:2])[0] == 0
+    assert (out / "checkpoint").is_symlink() and checkpoint.read_extra(storage)["trainer"]["step"] == 5
+    assert sorted(os.listdir(out)) == [".lock", "checkpoint", "metrics.jsonl", "tokenizer.json", "tokens"]

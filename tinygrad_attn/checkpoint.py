@@ -284,16 +284,16 @@ def _consistent(path, read):
     The lock alone suffices where flock works; the retry covers file systems without it."""
     target = _target(Path(path))
     for attempt in range(_READ_ATTEMPTS):
-        before = _stamp(target)
-        try:
-            with file_lock(_lock_dir(target), exclusive=False):
+        with file_lock(_lock_dir(target), exclusive=False):
+            before = _stamp(target)   # taken under the lock: a writer that finished while we waited is no change
+            try:
                 result = read()
-        except CheckpointError:
-            if _stamp(target) == before:
-                raise         # nothing moved: the checkpoint really is bad
-        else:
-            if _stamp(target) == before:
-                return result
+            except CheckpointError:
+                if _stamp(target) == before:
+                    raise         # nothing moved: the checkpoint really is bad
+            else:
+                if _stamp(target) == before:
+                    return result
         time.sleep(0.05 * (attempt + 1))
     raise CheckpointError(f"checkpoint {path}: it was replaced by a save in progress in each of {_READ_ATTEMPTS} "
                           f"attempts to read it; try again when the save has finished")
