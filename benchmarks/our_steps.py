@@ -2,9 +2,9 @@
 import numpy as np
 
 import tinygrad_attn as tga
-from models.config import GPTConfig, MLMConfig
-from models.decoder import GPT
-from models.encoder import MaskedLM
+from tinygrad_attn.models.config import GPTConfig, MLMConfig
+from tinygrad_attn.models.decoder import GPT
+from tinygrad_attn.models.encoder import MaskedLM
 from tinygrad_attn import nn, optim
 
 

@@ -12,13 +12,15 @@ vectors (mean over tokens, or [CLS]). A run this short learns little language, s
 the numbers as mechanics (what changes where), not as semantics.
 """
 import argparse
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from tinygrad_attn import checkpoint
 from tinygrad_attn.representations import contextual_embeddings, cosine_similarity, document_embedding
-from models import cli
+from tinygrad_attn.models import load_run
 
 WORD = "play"
 # "play" starts at the same character in both, so with characters as tokens it also has the same position
@@ -32,11 +34,12 @@ def load_or_train(out: Path, quick: bool, steps: int | None):
     else:
         steps = steps or (8 if quick else 200)
         print(f"training a tiny encoder for {steps} steps into {out} (reuse it later with --out {out})")
-        status = cli.main(["train", "mlm", "--preset", "tiny", "--steps", str(steps), "--eval-every", str(steps),
-                           "--out", str(out), "--no-sample"])
+        status = subprocess.run([sys.executable, "-m", "tinygrad_attn.models.cli", "train", "mlm", "--preset", "tiny",
+                                 "--steps", str(steps), "--eval-every", str(steps), "--out", str(out),
+                                 "--no-sample"]).returncode
         if status:
             raise SystemExit(f"training failed (exit status {status}); see the message above")
-    kind, model, tokenizer, _ = cli.load_run(out)
+    kind, model, tokenizer, _ = load_run(out)
     if kind != "mlm":
         raise SystemExit(f"{out} holds a {kind} run; this example needs an encoder (tinygrad-attn train mlm)")
     return model, tokenizer

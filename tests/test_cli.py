@@ -7,7 +7,7 @@ import pytest
 
 from tinygrad_attn.data import load_shakespeare
 from tinygrad_attn.train import read_metrics
-from models.cli import main
+from tinygrad_attn.models.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,13 +82,13 @@ def test_clear_errors(capsys, tmp_path, text_file):
     assert rc == 2 and "--resume" in err and "--overwrite" in err
     assert run(capsys, "train", "gpt", *tiny, "--overwrite")[0] == 0
     rc, _, err = run(capsys, "fill-mask", "--out", out, "a [MASK]")
-    assert rc == 2 and "needs an mlm run" in err
+    assert rc == 2 and "needs a run of kind mlm" in err
     rc, _, err = run(capsys, "train", "mlm", "--resume", "--out", out)
     assert rc == 2 and "holds a gpt run" in err
 
 
 def test_python_dash_m_entry_point():
-    r = subprocess.run([sys.executable, "-m", "models.cli", "--help"], capture_output=True, text=True, cwd=ROOT)
+    r = subprocess.run([sys.executable, "-m", "tinygrad_attn.models.cli", "--help"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0 and "fill-mask" in r.stdout
 
 
