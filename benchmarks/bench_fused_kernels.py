@@ -77,7 +77,8 @@ def _cases(cp, dtype, rng):
     m, g_m = arr(B * T, 4 * d), arr(B * T, 4 * d)
     n = m.size
     out.append((f"gelu fwd ({B * T},{4 * d})", lambda: fused.gelu(m), lambda: ref.gelu_tanh(m), 2 * n * size))
-    out.append(("gelu bwd", lambda: fused.gelu_backward(m, g_m), lambda: ref.gelu_tanh_backward(m, ref.gelu_tanh(m)[1], g_m), 3 * n * size))
+    s_m = ref.gelu_tanh(m)[1]
+    out.append(("gelu bwd", lambda: fused.gelu_backward(m, g_m), lambda: ref.gelu_tanh_backward(m, s_m, g_m), 3 * n * size))
     return out
 
 
