@@ -2,12 +2,19 @@
 
     python benchmarks/bench_cpu.py                 # all cases, 2 threads, markdown table
     python benchmarks/bench_cpu.py --cases A D --rounds 3 --steps 10
+    python benchmarks/bench_cpu.py --cases F --nanogpt ~/src/nanoGPT   # F against nanoGPT's own model.py
 
-Cases (training step = forward + backward + AdamW):
-  A  causal decoder, vocab 256, T=128, d=128, 4 heads, 4 layers, batch 32
-  B  masked-LM encoder, same size
+Cases (training step = forward + backward + AdamW). PyTorch is written as its users write
+it: attention through F.scaled_dot_product_attention (benchmarks/torch_reference.py).
+  A  causal decoder (models.decoder.GPT), vocab 256, T=128, d=128, 4 heads, 4 layers, batch 32
+  B  masked-LM encoder (models.encoder.MaskedLM), same size, no padding
   C  one MultiHeadAttention layer forward+backward (B=32, T=128, d=128, 4 heads)
   D  a chain of 1,000 small elementwise ops forward+backward (per-op overhead)
+  E  a GPT written by a user from public nn/F ops (examples/user_gpt.py), A's size,
+     against the same code in PyTorch
+  F  nanoGPT's CPU recipe (README: char vocabulary, T=64, batch 12, 4 layers, 4 heads,
+     d=128, AdamW, clip 1.0): models.decoder.GPT against nanoGPT's model.py when
+     --nanogpt points at a checkout of it, else against torch_reference's decoder
 
 Each (framework, case) runs in a fresh worker process; rounds alternate between the
 frameworks (who goes first rotates) so that both see the same machine noise. Reported:
@@ -31,7 +38,13 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 SIZES = dict(vocab=256, d=128, h=4, layers=4, seq_len=128, batch=32)
-CASES = {"A": "gpt", "B": "mlm", "C": "mha", "D": "chain"}
+NANOGPT_SIZES = dict(vocab=85, d=128, h=4, layers=4, seq_len=64, batch=12)
+CASES = {"A": "gpt", "B": "mlm", "C": "mha", "D": "chain", "E": "user_gpt", "F": "nanogpt"}
+MODEL_CASES = ("gpt", "mlm", "mha", "user_gpt", "nanogpt")
+
+
+def _sizes(case):
+    return NANOGPT_SIZES if case == "nanogpt" else SIZES
 
 
 def _status_mb(field: str) -> float:
@@ -40,6 +53,14 @@ def _status_mb(field: str) -> float:
             if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024.0
     return 0.0
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return "unknown CPU"
 
 
 def _peak_rss_mb() -> float:
@@ -56,26 +77,29 @@ def _current_rss_mb() -> float:
 def _ours(case):
     import tinygrad_attn as tga
     from benchmarks.our_steps import make_chain, make_step
+    tga.keep_freed_host_memory()  # as the trainer does (PyTorch's allocator caches by itself)
     tga.manual_seed(0)
     if case == "chain":
         return make_chain(1000, 16)
-    return make_step(case, **SIZES)
+    return make_step(case, **_sizes(case))
 
 
 def _torch(case, threads):
     import torch
     torch.set_num_threads(threads)
-    from benchmarks.torch_reference import make_chain, make_step
+    from benchmarks.torch_reference import make_chain, make_step, nanogpt_step
     if case == "chain":
         return make_chain(1000, 16)
-    return make_step(case, **SIZES)
+    if case == "nanogpt" and os.environ.get("NANOGPT_DIR"):
+        return nanogpt_step(os.environ["NANOGPT_DIR"], **_sizes(case))
+    return make_step(case, **_sizes(case))
 
 
 def _floor(case):
     """Time of the step's matrix products alone (forward and the two backward products each)."""
     import numpy as np
     rng = np.random.default_rng(0)
-    B, T, d, h, V, L = (SIZES[k] for k in ("batch", "seq_len", "d", "h", "vocab", "layers"))
+    B, T, d, h, V, L = (_sizes(case)[k] for k in ("batch", "seq_len", "d", "h", "vocab", "layers"))
     dh = d // h
     per_layer = [((B * T, d), (d, 3 * d)), ((B * h, T, dh), (B * h, dh, T)), ((B * h, T, T), (B * h, T, dh)),
                  ((B * T, d), (d, d)), ((B * T, d), (d, 4 * d)), ((B * T, 4 * d), (4 * d, d))]
@@ -134,7 +158,10 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=5, help="timed steps per round")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", help="also write the raw results here")
+    p.add_argument("--nanogpt", help="a checkout of karpathy/nanoGPT: case F's PyTorch side runs its model.py")
     args = p.parse_args(argv)
+    if args.nanogpt:
+        os.environ["NANOGPT_DIR"] = os.path.abspath(os.path.expanduser(args.nanogpt))
     if importlib.util.find_spec("torch") is not None:  # found, not imported: workers import it
         frameworks = ["ours", "torch"]
     else:
@@ -143,7 +170,7 @@ def main(argv=None):
     results = {}
     for letter in args.cases:
         case = CASES[letter]
-        runs = frameworks + (["floor"] if case in ("gpt", "mlm", "mha") else [])
+        runs = frameworks + (["floor"] if case in MODEL_CASES else [])
         for i in range(args.rounds):
             for fw in runs[i % len(runs):] + runs[:i % len(runs)]:  # who goes first rotates
                 r = _run_worker(fw, case, args.steps, args.threads)
@@ -151,8 +178,9 @@ def main(argv=None):
                 slot["times"] += r["times"]
                 slot["rounds"].append(statistics.median(r["times"]))
                 slot["rss"].append(r["peak_rss_mb"])
-    print(f"\nmachine: {os.uname().machine}, {os.cpu_count()} cores, threads={args.threads}, "
-          f"date {time.strftime('%Y-%m-%d')}\n")
+    print(f"\nmachine: {_cpu_model()} ({os.uname().machine}), {os.cpu_count()} cores, threads={args.threads}, "
+          f"date {time.strftime('%Y-%m-%d')}; case F's PyTorch side: "
+          f"{'nanoGPT model.py' if os.environ.get('NANOGPT_DIR') else 'torch_reference decoder'}\n")
     print("| case | tinygrad_attn ms | PyTorch ms | ratio | matmul floor ms | ours/floor | torch/floor | peak mem ours MB | peak mem torch MB |")
     print("|---|---|---|---|---|---|---|---|---|")
     fmt = lambda v, digits=1: "-" if v is None else f"{v:.{digits}f}"  # noqa: E731

@@ -11,7 +11,7 @@ One training step = forward, cross entropy, backward, AdamW. Rows:
   PyTorch eager + SDPA     the same with torch's fused scaled_dot_product_attention (context)
 Rounds alternate between the rows so that each sees the same clocks; reported is the
 median step time. PyTorch is imported only here (never by the engine or the tests).
-Our model is models.decoder.GPT when models/ exists, else the same network from nn modules.
+Our model is tinygrad_attn.models.decoder.GPT when models/ exists, else the same network from nn modules.
 """
 from __future__ import annotations
 
@@ -34,10 +34,10 @@ def _our_model(vocab, seq_len, d, heads, layers):
     import tinygrad_attn as tga
     from tinygrad_attn import functional as F
     try:
-        from models.config import GPTConfig
-        from models.decoder import GPT
+        from tinygrad_attn.models.config import GPTConfig
+        from tinygrad_attn.models.decoder import GPT
         model = GPT(GPTConfig(vocab_size=vocab, seq_len=seq_len, d_model=d, n_heads=heads, n_layers=layers))
-        return model, "models.decoder.GPT", lambda ids, targets: model.loss(ids, targets)
+        return model, "tinygrad_attn.models.decoder.GPT", lambda ids, targets: model.loss(ids, targets)
     except ImportError:
         pass
     nn = tga.nn

@@ -2,9 +2,9 @@
 import numpy as np
 
 import tinygrad_attn as tga
-from models.config import GPTConfig, MLMConfig
-from models.decoder import GPT
-from models.encoder import MaskedLM
+from tinygrad_attn.models.config import GPTConfig, MLMConfig
+from tinygrad_attn.models.decoder import GPT
+from tinygrad_attn.models.encoder import MaskedLM
 from tinygrad_attn import nn, optim
 
 
@@ -23,7 +23,15 @@ def make_step(case, vocab, d, h, layers, seq_len, batch, seed=0):
         return step
     ids = rng.integers(0, vocab, (batch, seq_len))
     targets = rng.integers(0, vocab, (batch, seq_len))
-    if case == "gpt":
+    clip = None
+    if case == "user_gpt":  # examples/user_gpt.py: written from public nn/F ops only
+        from examples.user_gpt import UserGPT
+        model = UserGPT(vocab, d, h, layers, seq_len)
+        loss_fn = lambda: model.loss(ids, targets)  # noqa: E731
+    elif case == "nanogpt":  # nanoGPT's train.py recipe on our GPT: AdamW, gradient clipping at 1.0
+        model = GPT(GPTConfig(vocab_size=vocab, seq_len=seq_len, d_model=d, n_heads=h, n_layers=layers))
+        loss_fn, clip = (lambda: model.loss(ids, targets)), 1.0
+    elif case == "gpt":
         model = GPT(GPTConfig(vocab_size=vocab, seq_len=seq_len, d_model=d, n_heads=h, n_layers=layers))
         loss_fn = lambda: model.loss(ids, targets)  # noqa: E731
     else:
@@ -37,6 +45,8 @@ def make_step(case, vocab, d, h, layers, seq_len, batch, seed=0):
         opt.zero_grad()
         loss = loss_fn()
         loss.backward()
+        if clip is not None:
+            optim.clip_grad_norm_(model.parameters(), clip)
         opt.step()
         return loss.item()
     return step

@@ -73,6 +73,63 @@ class TinyMaskedLM(TinyTransformer):
         return tF.cross_entropy(h @ self.tok.weight.T + self.head_bias, labels[rows])
 
 
+class UserGPT(tnn.Module):
+    """examples/user_gpt.py line for line in PyTorch (benchmark case E)."""
+
+    class Block(tnn.Module):
+        def __init__(self, d, h):
+            super().__init__()
+            self.ln1, self.ln2 = tnn.LayerNorm(d), tnn.LayerNorm(d)
+            self.h, self.qkv, self.proj = h, tnn.Linear(d, 3 * d), tnn.Linear(d, d)
+            self.up, self.down = tnn.Linear(d, 4 * d), tnn.Linear(4 * d, d)
+
+        def attn(self, x):
+            B, T, d = x.shape
+            q, k, v = self.qkv(x).split(d, dim=-1)
+            q, k, v = (t.view(B, T, self.h, d // self.h).transpose(1, 2) for t in (q, k, v))
+            y = tF.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return self.proj(y.transpose(1, 2).reshape(B, T, d))
+
+        def forward(self, x):
+            x = x + self.attn(self.ln1(x))
+            return x + self.down(tF.gelu(self.up(self.ln2(x)), approximate="tanh"))
+
+    def __init__(self, vocab, d, h, layers, seq_len):
+        super().__init__()
+        self.wte, self.wpe = tnn.Embedding(vocab, d), tnn.Embedding(seq_len, d)
+        self.blocks = tnn.ModuleList(self.Block(d, h) for _ in range(layers))
+        self.ln_f = tnn.LayerNorm(d)
+
+    def forward(self, ids):
+        x = self.wte(ids) + self.wpe(torch.arange(ids.shape[1]))
+        for block in self.blocks:
+            x = block(x)
+        return self.ln_f(x) @ self.wte.weight.T
+
+
+def nanogpt_step(nanogpt_dir, vocab, d, h, layers, seq_len, batch, seed=0):
+    """nanoGPT's own model.py and train.py's step (AdamW from configure_optimizers, betas
+    (0.9, 0.99) and weight decay 0.1 as in config/train_shakespeare_char.py, clip 1.0)."""
+    import sys
+    sys.path.insert(0, nanogpt_dir)
+    from model import GPT, GPTConfig  # nanoGPT's model.py, from a checkout given on the command line
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig(block_size=seq_len, vocab_size=vocab, n_layer=layers, n_head=h, n_embd=d, dropout=0.0,
+                          bias=True))
+    opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.99), "cpu")
+    g = torch.Generator().manual_seed(seed)
+    X, Y = (torch.randint(0, vocab, (batch, seq_len), generator=g) for _ in range(2))
+
+    def step():
+        _, loss = model(X, Y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss.item()
+    return step
+
+
 def make_step(case, vocab, d, h, layers, seq_len, batch, seed=0):
     """A closure running one training step (forward, backward, AdamW) on fixed random data."""
     torch.manual_seed(seed)
@@ -85,8 +142,12 @@ def make_step(case, vocab, d, h, layers, seq_len, batch, seed=0):
             x.grad = None
             layer(x).square().mean().backward()
         return step
-    model = TinyTransformer(vocab, d, h, layers, seq_len, causal=True) if case == "gpt" else \
-        TinyMaskedLM(vocab, d, h, layers, seq_len)
+    if case == "user_gpt":
+        model = UserGPT(vocab, d, h, layers, seq_len)
+    elif case == "mlm":
+        model = TinyMaskedLM(vocab, d, h, layers, seq_len)
+    else:
+        model = TinyTransformer(vocab, d, h, layers, seq_len, causal=True)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.01)
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, vocab, (batch, seq_len), generator=g)
@@ -104,6 +165,8 @@ def make_step(case, vocab, d, h, layers, seq_len, batch, seed=0):
         else:
             loss = tF.cross_entropy(model(ids).reshape(-1, vocab), targets.reshape(-1))
         loss.backward()
+        if case == "nanogpt":
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         return loss.item()  # a synchronizing read, like ours
     return step

@@ -21,7 +21,7 @@ import numpy as np
 import tinygrad_attn as tga
 from tinygrad_attn import inspect, nn, optim
 from tinygrad_attn.train import Trainer
-from models import GPT, GPTConfig
+from tinygrad_attn.models import GPT, GPTConfig
 
 VOCAB, SEQ = 8, 10
 IGNORE = -100

@@ -13,7 +13,7 @@ import argparse
 import numpy as np
 
 from tinygrad_attn.representations import cosine_similarity
-from models.study import study_model
+from tinygrad_attn.models.study import study_model
 
 CASES = {
     "a leading space makes another token": ["the", " the", "The", " The", "king", " king", "love", " love"],

@@ -20,7 +20,7 @@ import argparse
 import numpy as np
 
 from tinygrad_attn.representations import contextual_embeddings, cosine_similarity, document_embedding
-from models.study import study_model
+from tinygrad_attn.models.study import study_model
 
 WORD = "play"
 CONTEXTS = ("The king will play the fool.", "Go see a fine play tonight.")

@@ -23,7 +23,7 @@ import tinygrad_attn as tga
 from tinygrad_attn import functional as F
 from tinygrad_attn import inspect
 from tinygrad_attn.testing import gradcheck
-from models.study import study_model
+from tinygrad_attn.models.study import study_model
 
 SENTENCE = "The cat sat on the mat."
 LAYER = "blocks.0.attn"

@@ -14,7 +14,7 @@ import numpy as np
 import tinygrad_attn as tga
 from tinygrad_attn import optim
 from tinygrad_attn.batching import lm_batches
-from models import GPT, get_preset
+from tinygrad_attn.models import GPT, get_preset
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("--quick", action="store_true", help="the tiny preset")

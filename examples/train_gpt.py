@@ -13,7 +13,7 @@ from tinygrad_attn.batching import lm_batches, lm_eval_batches
 from tinygrad_attn.data import corpus_splits, load_shakespeare
 from tinygrad_attn.tokenizers import CharTokenizer
 from tinygrad_attn.train import Trainer
-from models import GPT, get_preset
+from tinygrad_attn.models import GPT, get_preset
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("--quick", action="store_true", help="tiny preset, 20 steps")

@@ -6,119 +6,92 @@
     tinygrad-attn fill-mask --out runs/mlm "To be or not to [MASK], that is the question"
     tinygrad-attn eval --out runs/gpt            # held-out loss and perplexity
 
-A run directory holds `checkpoint/` (weights, optimizer, configs), `tokenizer.json`
-(trained on the training split) and `metrics.jsonl`. Also runs as `python -m models.cli`.
+A run directory holds `checkpoint/`, `tokenizer.json` and `metrics.jsonl` (see tinygrad_attn.models.run).
+Every mistake ends as one line on stderr and exit status 2. Also runs as `python -m tinygrad_attn.models.cli`.
 """
 from __future__ import annotations
 
 import argparse
 import math
+import os
+import shlex
 import shutil
 import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+
 import tinygrad_attn as tga
 from tinygrad_attn import checkpoint, optim
-from tinygrad_attn import functional as F
-from tinygrad_attn.batching import lm_batches, lm_eval_batches, mlm_batches
-from tinygrad_attn.data import corpus_splits, load_shakespeare, load_text_file, split_text
-from tinygrad_attn.tokenizers import WORD_PATTERN, build_tokenizer, load_tokenizer
+from tinygrad_attn.data import corpus_splits, load_shakespeare
+from tinygrad_attn.data.stream import SplitText, TextFile, encode_chunks, encode_to_file
+from tinygrad_attn.errors import DataError, TinygradAttnError
+from tinygrad_attn.run_dir import hold_run
+from tinygrad_attn.tokenizers import WORD_PATTERN, build_tokenizer
 from tinygrad_attn.train import CHECKPOINT_DIR, METRICS_FILE, Trainer
 
-from .config import GPT_SPECIALS, PRESETS, GPTConfig, MLMConfig, TrainConfig, get_preset
-from .decoder import GPT
-from .encoder import MaskedLM
+from .config import PRESETS, TrainConfig, get_preset
+from .kinds import KINDS, format_fill_mask
+from .run import (SHAKESPEARE, TOKENIZER_FILE, data_record, data_source, load_run, load_run_tokenizer,
+                  read_run_config, tokenizer_record)
 
-TOKENIZER_FILE = "tokenizer.json"
-SHAKESPEARE = "shakespeare"
-MLM_DEMO = "To be or not to [MASK], that is the question."
+PROG = "tinygrad-attn"
 
 
 class CLIError(Exception):
     """A mistake in how the command was called (printed without a traceback)."""
 
 
-# ---------------------------------------------------------------- data, models, runs
-
-def load_corpus(data: str | None) -> tuple[str, str]:
-    """(train_text, eval_text): the bundled plays (two held out whole) or a user's file (last 10%)."""
-    if data in (None, SHAKESPEARE):
-        return corpus_splits(load_shakespeare())
-    return split_text(load_text_file(data))
+def warn(message: str) -> None:
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
 
 
-def build_model(kind: str, config):
-    return GPT(config) if kind == "gpt" else MaskedLM(config)
+# ---------------------------------------------------------------- data and run directories
+
+def load_corpus(data: str):
+    """The text, as chunks of its "train" and "eval" parts: the bundled plays (two held out
+    whole) or a user's file (the last 10% held out), which is never read whole into memory."""
+    if data == SHAKESPEARE:
+        return SplitText(*corpus_splits(load_shakespeare()))
+    try:
+        return TextFile(data)
+    except DataError as e:
+        raise DataError(f"--data {data}: {e}") from None
 
 
-def train_tokenizer(kind: str, config, text: str):
-    if kind == "gpt":
-        specials = GPT_SPECIALS if config.tokenizer == "char" else ()
-    else:
-        specials = config.specials
-    return build_tokenizer(config.tokenizer, text, config.bpe_vocab_size, specials)
+def _check_long_enough(ids, what: str, context: int, data: str) -> None:
+    if len(ids) < context + 2:
+        raise DataError(f"--data {data} is too short: its {what} part has {len(ids)} tokens, but one window of "
+                        f"the model's context ({context}) needs {context + 2}; give more text or a smaller --seq-len")
 
 
-def encode(tokenizer, text: str) -> np.ndarray:
-    return np.asarray(tokenizer.encode(text), dtype=np.int64)
+def _probe_writable(directory: Path) -> None:
+    with tempfile.TemporaryFile(dir=directory):
+        pass
 
 
-def letter_edges(tokenizer, vocab_size: int):
-    """(starts_with_letter, ends_with_letter): bool over the vocabulary, for whole-word masking."""
-    texts = [tokenizer.decode([i]) for i in range(vocab_size)]
-    is_letter = lambda c: c.isascii() and c.isalpha()   # noqa: E731  (words are [A-Za-z]+, as in BPE's pre-tokenizer)
-    return (np.array([is_letter(t[:1]) for t in texts]), np.array([is_letter(t[-1:]) for t in texts]))
+def _check_out(out: Path) -> None:
+    """--out must be (or be creatable as) a writable directory: checked before any work."""
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out} is a file, not a directory; pick another --out")
+    existing = out
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CLIError(f"--out {out}: {existing} is a file, not a directory")
+    try:
+        _probe_writable(existing)
+    except OSError as e:
+        raise CLIError(f"--out {out}: cannot write in {existing}: {e.strerror or e}") from None
 
 
-def make_batch_fn(kind: str, config, train: TrainConfig, ids: np.ndarray, tokenizer):
-    if kind == "gpt":
-        return lambda rng: lm_batches(ids, train.batch_size, config.seq_len, rng)
-    special = tokenizer.special_ids
-    letters = letter_edges(tokenizer, config.vocab_size) if config.whole_word_mask else None
-    return lambda rng: mlm_batches(ids, train.batch_size, config.max_len, rng, cls_id=special["[CLS]"],
-                                   sep_id=special["[SEP]"], pad_id=special["[PAD]"], mask_id=special["[MASK]"],
-                                   vocab_size=config.vocab_size, special_ids=tuple(special.values()),
-                                   mask_prob=config.mask_prob, letters=letters)
-
-
-def make_eval_fn(kind: str, config, train: TrainConfig, ids: np.ndarray, tokenizer, max_batches: int | None,
-                 unigram_id: int | None = None):
-    """model -> held-out loss (gpt), or {"eval_loss", "eval_acc"[, "unigram_acc"]} (mlm): over predicted
-    tokens of deterministic batches (the same every call)."""
-    batch_size = train.batch_size
-
-    def eval_gpt(model):
-        total, count = 0.0, 0
-        for x, y in lm_eval_batches(ids, batch_size, config.seq_len, max_batches):
-            total += model.loss(x, y).item() * y.size
-            count += y.size
-        return total / count
-
-    # held out, every run is measured on the same token-level masking, whatever it was trained with
-    mlm_batch = make_batch_fn(kind, config.replace(whole_word_mask=False), train, ids, tokenizer) \
-        if kind == "mlm" else None
-
-    def eval_mlm(model):
-        """Held-out masked-token loss, top-1 accuracy, and (with `unigram_id`) the accuracy of always
-        answering the most frequent training token, on the same positions."""
-        rng = np.random.default_rng(12345)  # the same masked rows at every evaluation
-        total, count, correct, unigram = 0.0, 0, 0, 0
-        for _ in range(max_batches or 20):
-            inputs, labels, mask = mlm_batch(rng)
-            logits, targets = model.masked_logits(inputs, labels, mask)
-            total += F.cross_entropy(logits, targets).item() * len(targets)
-            count += len(targets)
-            correct += int((logits.numpy().argmax(-1) == targets).sum())
-            unigram += int((targets == unigram_id).sum())
-        result = {"eval_loss": total / count, "eval_acc": correct / count}
-        if unigram_id is not None:
-            result["unigram_acc"] = unigram / count
-        return result
-
-    return eval_gpt if kind == "gpt" else eval_mlm
+def resume_command(argv: list[str]) -> str:
+    """The command line that continues this run: the same flags, with --resume and without --overwrite."""
+    args = [a for a in argv if a != "--overwrite"]
+    return shlex.join([PROG, *args] + ([] if "--resume" in args else ["--resume"]))
 
 
 def _check_device(device: str) -> str:
@@ -128,251 +101,338 @@ def _check_device(device: str) -> str:
     return device
 
 
-def load_run(out_dir, device: str = "cpu"):
-    """(kind, model, tokenizer, extra) of a trained run directory, the model on `device` in eval mode."""
-    out = Path(out_dir)
-    ckpt = out / CHECKPOINT_DIR
-    if not checkpoint.exists(ckpt):
-        raise CLIError(f"no trained run in {out}: {ckpt} is missing; train one first, "
-                       f"e.g. tinygrad-attn train gpt --out {out}")
-    extra = checkpoint.read_extra(ckpt)
-    kind = extra.get("kind")
-    if kind not in ("gpt", "mlm"):
-        raise CLIError(f"{ckpt} was not written by tinygrad-attn train (no model kind recorded)")
-    config = (GPTConfig if kind == "gpt" else MLMConfig).from_dict(extra["model_config"])
-    if not (out / TOKENIZER_FILE).exists():
-        raise CLIError(f"{out / TOKENIZER_FILE} is missing; the run directory is incomplete")
-    tokenizer = load_tokenizer(out / TOKENIZER_FILE)
-    model = build_model(kind, config)
-    checkpoint.load(ckpt, model, map_location=_check_device(device))
-    return kind, model.eval(), tokenizer, extra
+# ---------------------------------------------------------------- train
+
+SIZE_FLAGS = ("d_model", "n_layers", "n_heads", "seq_len")
+TRAIN_FLAGS = ("steps", "batch_size", "lr", "eval_every", "seed")
+TOKENS_FILE = "tokens/train.bin"   # the training ids, memory-mapped; rewritten at every start
 
 
-# ---------------------------------------------------------------- commands
+def _fresh_setup(args, kind):
+    """Config, data and tokenizer of a new run; nothing is written."""
+    preset = get_preset(kind.name, args.preset)
+    config, train = preset.model, preset.train
+    for name in TRAIN_FLAGS:
+        if getattr(args, name) is not None:
+            setattr(train, name, getattr(args, name))
+    for name in SIZE_FLAGS:
+        if getattr(args, name) is not None:
+            setattr(config, kind.context_field if name == "seq_len" else name, getattr(args, name))
+    for flag, field in (("tokenizer", "tokenizer"), ("vocab_size", "bpe_vocab_size"), ("dropout", "dropout")):
+        if getattr(args, flag) is not None:
+            setattr(config, field, getattr(args, flag))
+    if args.whole_word_mask:
+        if kind.name != "mlm":
+            raise CLIError("--whole-word-mask is for mlm runs (a gpt predicts every next token)")
+        config.whole_word_mask = True
+    config.vocab_size = max(config.vocab_size, 1)    # set from the tokenizer below; checked for the rest now
+    try:
+        config.check()
+        train.check()
+    except tga.ConfigError as e:
+        raise CLIError(str(e)) from None
+    data = args.data or SHAKESPEARE
+    corpus = load_corpus(data)
+    tokenizer = build_tokenizer(config.tokenizer, corpus.chunks("train"), config.bpe_vocab_size,
+                                kind.specials(config))
+    kind.fit_tokenizer(config, tokenizer)
+    return config, train, data, tokenizer, corpus
+
+
+def _resumed_setup(args, kind, out: Path):
+    """Config, data and tokenizer of the run in `out`, every one checked against the checkpoint."""
+    stored = read_run_config(out)
+    if stored.kind is not kind:
+        raise CLIError(f"--resume: {out} holds a {stored.kind.name} run, not {kind.name}")
+    config, train = stored.config, stored.train
+    if args.steps is not None:
+        train.steps = args.steps
+    tokenizer = load_run_tokenizer(out, config, stored.extra)
+    data = data_source(stored.extra, args.allow_data_change, warn)
+    return config, train, data, tokenizer, load_corpus(data)
+
 
 def cmd_train(args) -> int:
-    kind, out = args.model, Path(args.out or f"runs/{args.model}")
+    kind, out = KINDS[args.model], Path(args.out or f"runs/{args.model}")
     device = _check_device(args.device)
+    if args.preset == "base" and device == "cpu":
+        warn("--preset base is sized for a GPU; on a CPU it takes hours (use --device cuda, or --preset small)")
+    _check_out(out)
+    created = not out.exists()
     ckpt = out / CHECKPOINT_DIR
-    if args.resume:
-        if not checkpoint.exists(ckpt):
-            raise CLIError(f"--resume: no checkpoint in {out}; start a run with: tinygrad-attn train {kind} --out {out}")
-        extra = checkpoint.read_extra(ckpt)
-        if extra.get("kind") != kind:
-            raise CLIError(f"--resume: {out} holds a {extra.get('kind')} run, not {kind}")
-        config = (GPTConfig if kind == "gpt" else MLMConfig).from_dict(extra["model_config"])
-        train = TrainConfig.from_dict(extra["train_config"])
-        if args.steps is not None:
-            train.steps = args.steps
-        data = extra.get("data", SHAKESPEARE)
-        tokenizer = load_tokenizer(out / TOKENIZER_FILE)
-        train_text, eval_text = load_corpus(data)
-    else:
+    try:
+        if args.resume:
+            if not checkpoint.exists(ckpt):
+                raise CLIError(f"--resume: no checkpoint in {out}; start a run with: "
+                               f"{PROG} train {kind.name} --out {out}")
+            with hold_run(out):
+                return _train(args, kind, out, device, *_resumed_setup(args, kind, out))
         if checkpoint.exists(ckpt) and not args.overwrite:
             raise CLIError(f"{out} already holds a trained run; continue it with --resume, "
                            f"replace it with --overwrite, or pick another --out")
-        preset = get_preset(kind, args.preset)
-        config, train = preset.model, preset.train
-        for name, value in (("steps", args.steps), ("batch_size", args.batch_size), ("lr", args.lr),
-                            ("eval_every", args.eval_every), ("seed", args.seed)):
-            if value is not None:
-                setattr(train, name, value)
-        if args.tokenizer is not None:
-            config.tokenizer = args.tokenizer
-        if args.vocab_size is not None:
-            config.bpe_vocab_size = args.vocab_size
-        if args.dropout is not None:
-            config.dropout = args.dropout
-        if args.whole_word_mask:
-            if kind != "mlm":
-                raise CLIError("--whole-word-mask is for mlm runs (a gpt predicts every next token)")
-            config.whole_word_mask = True
-        data = args.data or SHAKESPEARE
-        train_text, eval_text = load_corpus(data)
-        tokenizer = train_tokenizer(kind, config, train_text)
-        config.vocab_size = tokenizer.vocab_size
-        if kind == "mlm":
-            config.pad_id = tokenizer.token_to_id("[PAD]")
-        if args.overwrite:
-            shutil.rmtree(ckpt, ignore_errors=True)
-            (out / METRICS_FILE).unlink(missing_ok=True)
-        out.mkdir(parents=True, exist_ok=True)
-        tokenizer.save(out / TOKENIZER_FILE)
+        setup = _fresh_setup(args, kind)
+        with hold_run(out):
+            if args.overwrite:
+                shutil.rmtree(ckpt, ignore_errors=True)
+                (out / METRICS_FILE).unlink(missing_ok=True)
+            setup[3].save(out / TOKENIZER_FILE)
+            return _train(args, kind, out, device, *setup)
+    except (CLIError, FileNotFoundError, TinygradAttnError) as e:
+        if created and out.exists() and not checkpoint.exists(ckpt) and not isinstance(e, FloatingPointError):
+            shutil.rmtree(out, ignore_errors=True)   # a mistake leaves no half-made run directory
+        raise
 
-    train_ids, eval_ids = encode(tokenizer, train_text), encode(tokenizer, eval_text)
+
+def _train(args, kind, out, device, config, train, data, tokenizer, corpus) -> int:
+    train_ids = encode_to_file(tokenizer, corpus.chunks("train"), out / TOKENS_FILE)
+    eval_ids = encode_chunks(tokenizer, corpus.chunks("eval"))
+    context = kind.context(config)
+    _check_long_enough(train_ids, "training", context, data)
+    _check_long_enough(eval_ids, "held-out", context, data)
     tga.manual_seed(train.seed)
-    model = build_model(kind, config).to(device)
+    model = kind.model_cls(config).to(device)
     opt = optim.AdamW(optim.param_groups_for_weight_decay(model, train.weight_decay), lr=train.lr,
                       betas=train.betas)
     sched = optim.WarmupCosine(opt, min(train.warmup_steps, train.steps), train.steps, train.min_lr_ratio)
-    print(f"{kind}: {model.num_parameters():,} parameters, {config.tokenizer} tokenizer with "
+    print(f"{kind.name}: {model.num_parameters():,} parameters, {config.tokenizer} tokenizer with "
           f"{tokenizer.vocab_size} tokens; {len(train_ids):,} training / {len(eval_ids):,} held-out tokens; "
           f"{train.steps} steps of {train.batch_size} on {device}")
-    trainer = Trainer(model, opt, make_batch_fn(kind, config, train, train_ids, tokenizer),
+    trainer = Trainer(model, opt, kind.batch_fn(config, train, train_ids, tokenizer),
                       steps=train.steps, schedule=sched,
-                      eval_fn=make_eval_fn(kind, config, train, eval_ids, tokenizer, train.eval_batches),
+                      eval_fn=kind.eval_fn(config, train, eval_ids, tokenizer, train.eval_batches),
                       eval_every=train.eval_every, out_dir=out, grad_clip=train.grad_clip, seed=train.seed,
-                      extra={"kind": kind, "model_config": config.to_dict(), "train_config": train.to_dict(),
-                             "data": data},
-                      desc=f"train {kind}")
+                      extra={"kind": kind.name, "model_config": config.to_dict(), "train_config": train.to_dict(),
+                             "data": data_record(data), "tokenizer": tokenizer_record(tokenizer)},
+                      desc=f"train {kind.name}")
+    trainer.resume_command = resume_command(args.argv)
     try:
-        trainer.fit(resume=args.resume)
+        trained = trainer.fit(resume=args.resume)
     except KeyboardInterrupt:
         return 130
+    if not trained:
+        return 0          # the trainer said there was nothing to do
     print(f"saved to {out} (checkpoint, {TOKENIZER_FILE}, {METRICS_FILE}) after {trainer.elapsed:.0f}s of training")
-    if args.no_sample:
-        return 0
-    model.eval()
-    if kind == "gpt":
-        prompt = "ROMEO." if data == SHAKESPEARE else "\n"
-        ids = model.generate(tokenizer.encode(prompt), 200, temperature=0.8, top_k=40, seed=train.seed)
-        print(f"--- sample (tinygrad-attn sample --out {out}) ---\n{tokenizer.decode(ids)}")
-    else:
-        _print_fill_mask(model.fill_mask(MLM_DEMO, tokenizer, top_k=5, words=corpus_words(train_text)), MLM_DEMO)
+    if not args.no_sample:
+        command = sorted(kind.commands)[0]
+        print(f"--- {command} ({PROG} {command} --out {out}) ---\n"
+              f"{kind.demo(model.eval(), tokenizer, data == SHAKESPEARE, train.seed)}")
     return 0
+
+
+# ---------------------------------------------------------------- use a trained run
+
+def _load_for(command: str, args):
+    run = load_run(args.out, _check_device(args.device))
+    if command not in KINDS[run.kind].commands:
+        able = [name for name, kind in KINDS.items() if command in kind.commands]
+        raise CLIError(f"{args.out} holds a {run.kind} run; `{command}` needs a run of kind {' or '.join(able)}")
+    return run
 
 
 def cmd_sample(args) -> int:
-    kind, model, tokenizer, extra = load_run(args.out, args.device)
-    if kind != "gpt":
-        raise CLIError(f"{args.out} holds a masked LM; `sample` needs a gpt run (try fill-mask)")
+    run = _load_for("sample", args)
     prompt = args.prompt.encode().decode("unicode_escape") if args.escapes else args.prompt
-    prompt_ids = tokenizer.encode(prompt)
+    prompt_ids = run.tokenizer.encode(prompt)
     if not prompt_ids:
         raise CLIError("--prompt is empty; give at least one character")
-    ids = model.generate(prompt_ids, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-                         top_p=args.top_p, seed=args.seed, use_cache=not args.no_cache)
-    print(tokenizer.decode(ids))
+    ids = run.model.generate(prompt_ids, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                             top_p=args.top_p, seed=args.seed, use_cache=not args.no_cache)
+    print(run.tokenizer.decode(ids))
     return 0
 
 
-def _print_fill_mask(results, text):
-    print(text)
-    for i, candidates in enumerate(results, start=1):
-        shown = "  ".join(f"{token.strip() or repr(token)!s} {p:.3f}" for token, p in candidates)
-        print(f"[MASK] {i}: {shown}")
-
-
-def corpus_words(text: str, min_count: int = 25) -> set:
-    """The words of `text` seen at least `min_count` times, as BPE pre-tokenizes them (" king", "The"): what
-    fill-mask may answer, so that a frequent fragment (" c", " s") is not offered as a word."""
-    pieces = WORD_PATTERN.findall(text)
-    # a word without its space counts only at the start of a line: "t" of "don't" is not a word
-    counts = Counter(w for prev, w in zip([""] + pieces, pieces)
-                     if w.strip().isalpha() and (w[0] == " " or not prev or prev[-1].isspace()))
+def corpus_words(chunks, min_count: int = 25) -> set:
+    """The words of the text (a string or chunks of it) seen at least `min_count` times, as BPE pre-tokenizes
+    them (" king", "The"): what fill-mask may answer, so that a frequent fragment (" c", " s") is not offered."""
+    counts = Counter()
+    for chunk in [chunks] if isinstance(chunks, str) else chunks:
+        pieces = WORD_PATTERN.findall(chunk)
+        # a word without its space counts only at the start of a line: "t" of "don't" is not a word
+        counts.update(w for prev, w in zip([""] + pieces, pieces)
+                      if w.strip().isalpha() and (w[0] == " " or not prev or prev[-1].isspace()))
     return {w for w, n in counts.items() if n >= min_count}
 
 
 def cmd_fill_mask(args) -> int:
-    kind, model, tokenizer, extra = load_run(args.out, args.device)
-    if kind != "mlm":
-        raise CLIError(f"{args.out} holds a gpt model; `fill-mask` needs an mlm run (tinygrad-attn train mlm)")
+    run = _load_for("fill-mask", args)
     if "[MASK]" not in args.text:
         raise CLIError(f"the text has no [MASK]: {args.text!r}")
-    words = None if args.all_tokens else corpus_words(load_corpus(extra.get("data", SHAKESPEARE))[0])
-    results = model.fill_mask(args.text, tokenizer, top_k=args.top_k, words_only=not args.all_tokens, words=words)
-    _print_fill_mask(results, args.text)
+    words = None
+    if not args.all_tokens:
+        words = corpus_words(load_corpus(data_source(run.extra, args.allow_data_change, warn)).chunks("train"))
+    try:
+        results = run.model.fill_mask(args.text, run.tokenizer, top_k=args.top_k, words_only=not args.all_tokens,
+                                      words=words)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    print(format_fill_mask(results, args.text))
     return 0
 
 
 def cmd_eval(args) -> int:
-    kind, model, tokenizer, extra = load_run(args.out, args.device)
-    config = model.config
-    train = TrainConfig.from_dict(extra["train_config"])
-    data = args.data or extra.get("data", SHAKESPEARE)
-    train_text, eval_text = load_corpus(data)
-    ids = encode(tokenizer, eval_text)
-    unigram_id = most_frequent_token(encode(tokenizer, train_text), tokenizer) if kind == "mlm" else None
+    run = load_run(args.out, _check_device(args.device))
+    kind, config = KINDS[run.kind], run.model.config
+    train = TrainConfig.from_dict(run.extra["train_config"])
+    data = args.data or data_source(run.extra, args.allow_data_change, warn)
+    ids = encode_chunks(run.tokenizer, load_corpus(data).chunks("eval"))
+    _check_long_enough(ids, "held-out", kind.context(config), data)
+    unigram_id = None
+    if run.kind == "mlm":
+        unigram_id = most_frequent_token(encode_chunks(run.tokenizer, load_corpus(data).chunks("train")), run.tokenizer)
     with tga.no_grad():
-        result = make_eval_fn(kind, config, train, ids, tokenizer, args.batches, unigram_id)(model)
-    loss = result if kind == "gpt" else result["eval_loss"]
-    what = "next-token" if kind == "gpt" else "masked-token"
-    print(f"{args.out}: held-out {what} loss {loss:.4f}, perplexity {math.exp(loss):.2f} "
+        result = kind.eval_fn(config, train, ids, run.tokenizer, args.batches, unigram_id)(run.model)
+    loss = result["eval_loss"] if isinstance(result, dict) else result
+    print(f"{args.out}: held-out {kind.loss_label} loss {loss:.4f}, perplexity {math.exp(loss):.2f} "
           f"({'all' if args.batches is None else args.batches} batches of {train.batch_size}, "
-          f"step {extra['trainer']['step']})")
-    if kind == "mlm":
+          f"step {run.extra['trainer']['step']})")
+    if unigram_id is not None:
         print(f"masked-token top-1 accuracy {100 * result['eval_acc']:.1f}%; unigram baseline (always "
-              f"{tokenizer.id_to_token(unigram_id)!r}, the most frequent training token) "
+              f"{run.tokenizer.id_to_token(unigram_id)!r}, the most frequent training token) "
               f"{100 * result['unigram_acc']:.1f}%")
     return 0
 
 
-def most_frequent_token(ids: np.ndarray, tokenizer) -> int:
+def most_frequent_token(ids, tokenizer) -> int:
     """The most frequent non-special token id in `ids`: the unigram baseline's only answer."""
-    counts = np.bincount(ids, minlength=tokenizer.vocab_size)
+    counts = np.bincount(np.asarray(ids, dtype=np.int64), minlength=tokenizer.vocab_size)
     counts[list(tokenizer.special_ids.values())] = 0
     return int(counts.argmax())
 
 
 # ---------------------------------------------------------------- argument parsing
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tinygrad-attn", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True)
+def _number(kind, low=None, high=None, low_open=False, high_open=False):
+    """An argparse type: `kind` within [low, high] (open ends where asked); the message gives the range."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        too_low = low is not None and (value < low or (low_open and value == low))
+        too_high = high is not None and (value > high or (high_open and value == high))
+        if too_low or too_high or value != value:
+            lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
+            hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
+            raise argparse.ArgumentTypeError(f"must be {' and '.join(x for x in (lo, hi) if x)}, got {text}")
+        return value
+    return parse
 
-    t = sub.add_parser("train", help="train a gpt (causal decoder) or mlm (masked-LM encoder)")
-    t.add_argument("model", choices=["gpt", "mlm"])
+
+POSITIVE = _number(int, 1)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes end as one line, like every other error (main prints it)."""
+
+    def error(self, message):
+        raise CLIError(f"{message} (see {self.prog} --help)")
+
+
+class _Help(argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def _device(parser):
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to run (default: %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description=__doc__.split("\n")[0], formatter_class=_Help)
+    p.add_argument("--version", action="version", version=f"{PROG} {tga.__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    preset = "default: from --preset"
+
+    t = sub.add_parser("train", help="train a gpt (causal decoder) or mlm (masked-LM encoder)", formatter_class=_Help)
+    t.add_argument("model", choices=sorted(KINDS), help="the kind of model")
     t.add_argument("--preset", default="small", choices=sorted(PRESETS["mlm"]),
-                   help="model size and training defaults (default: small, a few minutes on a CPU)")
-    t.add_argument("--steps", type=int)
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--lr", type=float)
-    t.add_argument("--eval-every", type=int)
-    t.add_argument("--seed", type=int)
-    t.add_argument("--dropout", type=float)
+                   help="model size and training defaults; small takes a few minutes on a CPU, base wants a GPU, "
+                        "study is the study examples' model, about a minute (default: %(default)s)")
+    t.add_argument("--steps", type=POSITIVE, help=f"training steps ({preset}; with --resume: the new total)")
+    t.add_argument("--batch-size", type=POSITIVE, help=f"sequences per step ({preset})")
+    t.add_argument("--lr", type=_number(float, 0, 10, low_open=True), help=f"peak learning rate ({preset})")
+    t.add_argument("--eval-every", type=POSITIVE, help=f"steps between held-out evaluations and checkpoints ({preset})")
+    t.add_argument("--seed", type=_number(int, 0), help=f"seed of weights, batches and dropout ({preset})")
+    t.add_argument("--dropout", type=_number(float, 0, 1, high_open=True), help=f"dropout probability ({preset})")
+    t.add_argument("--d-model", type=POSITIVE, help=f"width of the model ({preset})")
+    t.add_argument("--n-layers", type=POSITIVE, help=f"transformer blocks ({preset})")
+    t.add_argument("--n-heads", type=POSITIVE, help=f"attention heads; must divide --d-model ({preset})")
+    t.add_argument("--seq-len", type=_number(int, 3), help=f"context length in tokens ({preset})")
+    t.add_argument("--tokenizer", choices=["char", "bpe"], help=f"characters or byte-level BPE ({preset})")
+    t.add_argument("--vocab-size", type=_number(int, 256), help=f"BPE vocabulary size, with --tokenizer bpe ({preset})")
     t.add_argument("--whole-word-mask", action="store_true", help="mlm: mask every token of a chosen word together")
-    t.add_argument("--tokenizer", choices=["char", "bpe"])
-    t.add_argument("--vocab-size", type=int, help="BPE vocabulary size (with --tokenizer bpe)")
-    t.add_argument("--data", help="a UTF-8 text file to train on instead of the bundled Shakespeare")
+    t.add_argument("--data", help="a UTF-8 text file to train on (default: the bundled Shakespeare)")
     t.add_argument("--out", help="run directory (default: runs/gpt or runs/mlm)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    t.add_argument("--allow-data-change", action="store_true",
+                   help="with --resume: go on although the --data file changed since the run began")
     t.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
-    t.add_argument("--no-sample", action="store_true", help="skip the sample printed at the end")
-    t.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    t.add_argument("--no-sample", action="store_true", help="skip the demo printed at the end")
+    _device(t)
     t.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("sample", help="generate text from a trained gpt run")
-    s.add_argument("--out", default="runs/gpt")
-    s.add_argument("--prompt", default="ROMEO.")
+    s = sub.add_parser("sample", help="generate text from a trained gpt run", formatter_class=_Help)
+    s.add_argument("--out", default="runs/gpt", help="run directory (default: %(default)s)")
+    s.add_argument("--prompt", default="ROMEO.", help="text to continue (default: %(default)s)")
     s.add_argument("--escapes", action="store_true", help=r"interpret \n etc. in --prompt")
-    s.add_argument("--max-new-tokens", type=int, default=200)
-    s.add_argument("--temperature", type=float, default=0.8)
-    s.add_argument("--top-k", type=int, default=40)
-    s.add_argument("--top-p", type=float)
-    s.add_argument("--seed", type=int)
+    s.add_argument("--max-new-tokens", type=POSITIVE, default=200, help="tokens to generate (default: %(default)s)")
+    s.add_argument("--temperature", type=_number(float, 0), default=0.8,
+                   help="0 picks the likeliest token, higher is more random (default: %(default)s)")
+    s.add_argument("--top-k", type=POSITIVE, default=40, help="sample among the k likeliest tokens (default: %(default)s)")
+    s.add_argument("--top-p", type=_number(float, 0, 1, low_open=True),
+                   help="sample among the likeliest tokens holding this much probability (default: off)")
+    s.add_argument("--seed", type=_number(int, 0), help="seed for repeatable samples (default: random)")
     s.add_argument("--no-cache", action="store_true", help="recompute the whole window for every token")
-    s.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    _device(s)
     s.set_defaults(func=cmd_sample)
 
-    f = sub.add_parser("fill-mask", help="top candidates for each [MASK] from a trained mlm run")
-    f.add_argument("text")
-    f.add_argument("--out", default="runs/mlm")
-    f.add_argument("--top-k", type=int, default=5)
+    f = sub.add_parser("fill-mask", help="top candidates for each [MASK] from a trained mlm run", formatter_class=_Help)
+    f.add_argument("text", help="text with one or more [MASK]")
+    f.add_argument("--out", default="runs/mlm", help="run directory (default: %(default)s)")
+    f.add_argument("--top-k", type=POSITIVE, default=5, help="candidates per [MASK] (default: %(default)s)")
     f.add_argument("--all-tokens", action="store_true",
                    help="rank every token, not only whole words of the training text")
-    f.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    f.add_argument("--allow-data-change", action="store_true",
+                   help="read the training words although the run's data file changed since training")
+    _device(f)
     f.set_defaults(func=cmd_fill_mask)
 
-    e = sub.add_parser("eval", help="held-out loss and perplexity of a trained run")
-    e.add_argument("--out", default="runs/gpt")
-    e.add_argument("--batches", type=int, help="cap on eval batches (default: all held-out text)")
-    e.add_argument("--data", help="evaluate on the held-out part of this file instead")
-    e.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    e = sub.add_parser("eval", help="held-out loss and perplexity of a trained run", formatter_class=_Help)
+    e.add_argument("--out", default="runs/gpt", help="run directory (default: %(default)s)")
+    e.add_argument("--batches", type=POSITIVE, help="cap on eval batches (default: all held-out text)")
+    e.add_argument("--data", help="evaluate on the held-out part of this file (default: the run's own data)")
+    e.add_argument("--allow-data-change", action="store_true",
+                   help="evaluate although the run's data file changed since training")
+    _device(e)
     e.set_defaults(func=cmd_eval)
     return p
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    tga.keep_freed_host_memory()  # a training process: keep freed activations for the next step
     try:
+        args = build_parser().parse_args(argv)
+        args.argv = argv
         return args.func(args)
-    except (CLIError, tga.CheckpointError, FileNotFoundError, tga.DeviceError) as e:
-        print(f"tinygrad-attn: error: {e}", file=sys.stderr)
-        return 2
-    except FloatingPointError as e:   # the trainer's non-finite guard
-        print(f"tinygrad-attn: training stopped: {e}", file=sys.stderr)
+    except BrokenPipeError:
+        # the reader went away (`... | head`): no traceback; keep Python from failing again at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno()) if _has_fileno(sys.stdout) else None
+        return 0
+    except FloatingPointError as e:   # the trainer's non-finite guard: not a usage mistake
+        print(f"{PROG}: training stopped: {e}", file=sys.stderr)
         return 1
+    except (CLIError, TinygradAttnError, FileNotFoundError) as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _has_fileno(stream) -> bool:
+    try:
+        stream.fileno()
+        return True
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 if __name__ == "__main__":

@@ -9,12 +9,66 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from tinygrad_attn.errors import ConfigError
+
 MLM_SPECIALS = ("[PAD]", "[MASK]", "[CLS]", "[SEP]", "[UNK]")
 GPT_SPECIALS = ("[UNK]",)  # a character unseen in the training split still encodes
 
 
+def _integer(low: int, optional: bool = False):
+    def rule(v):
+        if v is None and optional:
+            return None
+        if isinstance(v, bool) or not isinstance(v, int):
+            return f"must be an integer, got {v!r} ({type(v).__name__})"
+        return f"must be >= {low}, got {v}" if v < low else None
+    return rule
+
+
+def _real(low: float, high: float, high_open: bool = False, low_open: bool = False):
+    def rule(v):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return f"must be a number, got {v!r} ({type(v).__name__})"
+        if v != v or v < low or v > high or (low_open and v == low) or (high_open and v == high):
+            return f"must be in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}, got {v}"
+        return None
+    return rule
+
+
+def _choice(*options):
+    return lambda v: None if v in options else f"must be one of {list(options)}, got {v!r}"
+
+
+def _betas(v):
+    ok = (isinstance(v, (list, tuple)) and len(v) == 2
+          and all(not isinstance(b, bool) and isinstance(b, (int, float)) and 0 <= b < 1 for b in v))
+    return None if ok else f"must be two numbers in [0, 1), got {v!r}"
+
+
+def _specials(v):
+    ok = isinstance(v, (list, tuple)) and all(isinstance(t, str) and t for t in v)
+    return None if ok else f"must be a list of non-empty strings, got {v!r}"
+
+
 class _Dict:
-    """to_dict/from_dict for dataclasses; from_dict ignores keys it does not know."""
+    """to_dict/from_dict for dataclasses; from_dict ignores keys it does not know.
+
+    `RULES` maps a field to a check (value -> message or None); `check()` runs them all
+    and the class's `_check_together`, raising ConfigError that lists every bad field."""
+
+    RULES: dict = {}
+
+    def check(self):
+        problems = [f"{name} {message}" for name, rule in self.RULES.items()
+                    if (message := rule(getattr(self, name))) is not None]
+        if not problems:
+            problems = self._check_together()
+        if problems:
+            raise ConfigError(f"{type(self).__name__}: {'; '.join(problems)}")
+        return self
+
+    def _check_together(self) -> list[str]:
+        return []
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -41,6 +95,13 @@ class GPTConfig(_Dict):
     tokenizer: str = "char"     # "char" or "bpe"
     bpe_vocab_size: int = 512   # used when tokenizer == "bpe"
 
+    RULES = {"vocab_size": _integer(1), "seq_len": _integer(1), "d_model": _integer(1), "n_heads": _integer(1),
+             "n_layers": _integer(1), "d_ff": _integer(1, optional=True), "dropout": _real(0, 1, high_open=True),
+             "tokenizer": _choice("char", "bpe"), "bpe_vocab_size": _integer(256)}
+
+    def _check_together(self):
+        return _heads_divide(self)
+
 
 @dataclass
 class MLMConfig(_Dict):
@@ -59,8 +120,24 @@ class MLMConfig(_Dict):
     whole_word_mask: bool = False   # mask every token of a chosen word together (training batches only)
     specials: tuple = MLM_SPECIALS
 
+    RULES = {"vocab_size": _integer(1), "pad_id": _integer(0, optional=True), "max_len": _integer(3),
+             "d_model": _integer(1), "n_heads": _integer(1), "n_layers": _integer(1),
+             "d_ff": _integer(1, optional=True), "dropout": _real(0, 1, high_open=True),
+             "tokenizer": _choice("char", "bpe"), "bpe_vocab_size": _integer(256),
+             "mask_prob": _real(0, 1, low_open=True, high_open=True), "specials": _specials,
+             "whole_word_mask": lambda v: None if isinstance(v, bool) else f"must be true or false, got {v!r}"}
+
     def __post_init__(self):
-        self.specials = tuple(self.specials)  # JSON turns the tuple into a list
+        if isinstance(self.specials, list):
+            self.specials = tuple(self.specials)  # JSON turns the tuple into a list
+
+    def _check_together(self):
+        problems = _heads_divide(self)
+        if self.tokenizer == "bpe" and self.bpe_vocab_size < 256 + len(self.specials):
+            problems.append(f"bpe_vocab_size {self.bpe_vocab_size} is below 256 bytes + {len(self.specials)} specials")
+        if self.pad_id is not None and self.pad_id >= self.vocab_size:
+            problems.append(f"pad_id {self.pad_id} is outside the vocabulary of {self.vocab_size}")
+        return problems
 
 
 @dataclass
@@ -78,8 +155,20 @@ class TrainConfig(_Dict):
     eval_batches: int = 8       # batches of held-out text per evaluation
     seed: int = 0
 
+    RULES = {"steps": _integer(1), "batch_size": _integer(1), "lr": _real(0, 10, low_open=True),
+             "min_lr_ratio": _real(0, 1), "warmup_steps": _integer(0), "weight_decay": _real(0, 10),
+             "betas": _betas, "grad_clip": _real(0, float("inf"), low_open=True), "eval_every": _integer(1),
+             "eval_batches": _integer(1), "seed": _integer(0)}
+
     def __post_init__(self):
-        self.betas = tuple(self.betas)
+        if isinstance(self.betas, list):
+            self.betas = tuple(self.betas)
+
+
+def _heads_divide(config) -> list[str]:
+    if config.d_model % config.n_heads:
+        return [f"d_model {config.d_model} is not divisible by n_heads {config.n_heads}"]
+    return []
 
 
 @dataclass

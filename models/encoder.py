@@ -148,8 +148,10 @@ class MaskedLM(nn.Module):
         ids = np.array([self._wrap(tokenizer, text)])
         mask_id = tokenizer.token_to_id("[MASK]")
         positions = np.nonzero(ids[0] == mask_id)[0]
-        if positions.size == 0:
-            raise ValueError(f"fill_mask: every [MASK] fell beyond max_len={self.config.max_len}")
+        wanted = text.count("[MASK]")
+        if positions.size < wanted:   # _wrap cut the text to max_len: answering only some masks would mislead
+            raise ValueError(f"fill_mask: {wanted - positions.size} of {wanted} [MASK] tokens fall beyond "
+                             f"max_len={self.config.max_len} tokens; shorten the text")
         was_training = self.training
         self.eval()
         try:

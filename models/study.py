@@ -11,15 +11,21 @@ loaded from there next time. `random` gives the same architecture with untrained
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import tinygrad_attn as tga
 from tinygrad_attn import checkpoint
+from tinygrad_attn.errors import TinygradAttnError
+from tinygrad_attn.tokenizers import build_tokenizer
 from tinygrad_attn.train import CHECKPOINT_DIR, METRICS_FILE
 
-from . import cli
+from .cli import load_corpus
 from .config import get_preset
+from .kinds import KINDS
+from .run import SHAKESPEARE, load_run
 
 QUICK_STEPS = 30
 
@@ -43,8 +49,8 @@ def _last_eval_loss(run: Path):
 
 def _load(run: Path, kind: str | None) -> StudyModel:
     try:
-        found, model, tokenizer, extra = cli.load_run(run)
-    except cli.CLIError as e:
+        found, model, tokenizer, extra = load_run(run)
+    except TinygradAttnError as e:
         raise SystemExit(f"--run {run}: {e}") from None
     if kind is not None and found != kind:
         raise SystemExit(f"--run {run} holds a {found} run; this example needs a {kind} run "
@@ -61,13 +67,11 @@ def _untrained(kind: str, base: StudyModel | None, seed: int) -> StudyModel:
         kind, config, tokenizer = base.kind, base.model.config, base.tokenizer
     else:
         config = get_preset(kind, "study").model
-        train_text, _ = cli.load_corpus(None)
-        tokenizer = cli.train_tokenizer(kind, config, train_text)
-        config.vocab_size = tokenizer.vocab_size
-        if kind == "mlm":
-            config.pad_id = tokenizer.token_to_id("[PAD]")
+        tokenizer = build_tokenizer(config.tokenizer, load_corpus(SHAKESPEARE).chunks("train"), config.bpe_vocab_size,
+                                    KINDS[kind].specials(config))
+        KINDS[kind].fit_tokenizer(config, tokenizer)
     tga.manual_seed(seed)
-    model = cli.build_model(kind, config).eval()
+    model = KINDS[kind].model_cls(config).eval()
     return StudyModel(kind, model, tokenizer, f"UNTRAINED weights (random init, seed {seed}): what attention looks "
                                               "like before any learning; nothing here is learned", False)
 
@@ -89,8 +93,10 @@ def study_model(run=None, out="runs/study", random: bool = False, quick: bool = 
         print(f"no --run given: training a small {kind} here ({steps} steps of the `study` preset"
               f"{'; --quick: too few to learn much' if quick else ', about a minute on 2 CPU cores'}) into {out}; "
               f"later runs load it, or pass --run DIR of a `tinygrad-attn train {kind}` run")
-        status = cli.main(["train", kind, "--preset", "study", "--steps", str(steps), "--eval-every", str(steps),
-                           "--seed", str(seed), "--out", str(out), "--no-sample"])
+        # in a process of its own, as the command line: training opts into process settings (host memory)
+        status = subprocess.run([sys.executable, "-m", "tinygrad_attn.models.cli", "train", kind, "--preset", "study",
+                                 "--steps", str(steps), "--eval-every", str(steps), "--seed", str(seed),
+                                 "--out", str(out), "--no-sample"]).returncode
         if status:
             raise SystemExit(f"training failed (exit status {status}); see the message above")
     else:

@@ -297,3 +297,38 @@ def test_loss_scaler_recovers_gradients_that_underflow_in_float16():
     np.testing.assert_allclose(w.numpy(), 1 - 1e-2, rtol=1e-4)
     with pytest.raises(ValueError):
         LossScaler(backoff_factor=1.5)
+
+
+# ---------------------------------------------------------------- kernels split over threads
+
+def test_kernels_split_over_threads_give_the_one_thread_results(monkeypatch):
+    """The CPU backend splits attention, GELU and LayerNorm rows over threads: same numbers."""
+    from tinygrad_attn import nn
+    from tinygrad_attn.backend import numpy_backend
+    cpu = tga.get_backend("cpu")
+    monkeypatch.setattr(numpy_backend, "_MIN_ELEMENTS", 1)  # split even these small arrays
+    rng = np.random.default_rng(0)
+    x_data = rng.standard_normal((5, 6, 8))
+    kpm = rng.random((5, 6)) < 0.8
+    results = []
+    for threads in (1, 3):
+        cpu.set_num_threads(threads)
+        tga.manual_seed(0)
+        block = nn.TransformerBlock(8, 2, dropout=0.2).double()
+        x = tga.tensor(x_data, requires_grad=True)
+        y = block(x, key_padding_mask=kpm, is_causal=True)
+        (y * y).sum().backward()
+        results.append([y.numpy(), x.grad.numpy()] + [p.grad.numpy() for p in block.parameters()])
+    monkeypatch.setattr(cpu, "rows", numpy_backend.RowThreads())
+    for one, split in zip(*results):
+        np.testing.assert_allclose(split, one, rtol=1e-12, atol=1e-12)
+
+
+def test_row_threads_cut_rows_evenly_and_wait_for_every_part():
+    from tinygrad_attn.backend.row_threads import RowThreads
+    rows = RowThreads(3)
+    assert rows.slices(10, 1) == [slice(0, 3), slice(3, 6), slice(6, 10)]
+    assert rows.slices(10, 6) is None  # too few rows for two threads
+    assert rows.map(lambda s: s.stop - s.start, rows.slices(7, 1)) == [2, 2, 3]
+    with pytest.raises(ZeroDivisionError):
+        rows.map(lambda s: 1 / 0, rows.slices(6, 1))

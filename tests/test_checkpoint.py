@@ -233,7 +233,7 @@ def test_a_crash_between_renames_leaves_the_old_checkpoint_loadable(tmp_path, mo
         real_replace(src, dst)
 
     monkeypatch.setattr(checkpoint.os, "replace", crashing_replace)
-    with pytest.raises(OSError, match="simulated"):
+    with pytest.raises(CheckpointError, match="simulated crash; the previous checkpoint is intact"):
         checkpoint.save(tmp_path / "ck", new, extra={"v": "new"})
     monkeypatch.setattr(checkpoint.os, "replace", real_replace)
     # call 1 failed: the old directory never moved; call 2 failed: only the backup `ck.old` is whole

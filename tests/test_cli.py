@@ -8,7 +8,7 @@ import pytest
 
 from tinygrad_attn.data import load_shakespeare
 from tinygrad_attn.train import read_metrics
-from models.cli import main
+from tinygrad_attn.models.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,7 +58,7 @@ def test_train_mlm_and_fill_mask(capsys, tmp_path, text_file):
     assert "[MASK] 1:" in stdout
     rc, stdout, _ = run(capsys, "fill-mask", "--out", out, "--top-k", 3, "To be or not to [MASK] .")
     assert rc == 0 and stdout.count("[MASK] 1:") == 1 and len(stdout.splitlines()[-1].split()) == 2 + 2 * 3
-    from models.cli import corpus_words
+    from tinygrad_attn.models.cli import corpus_words
     words = corpus_words(Path(text_file).read_text(encoding="utf-8"))
     answers = stdout.splitlines()[-1].split()[2::2]
     assert all(" " + a in words for a in answers), answers                # whole words of the training text
@@ -97,17 +97,17 @@ def test_clear_errors(capsys, tmp_path, text_file):
     assert rc == 2 and "--resume" in err and "--overwrite" in err
     assert run(capsys, "train", "gpt", *tiny, "--overwrite")[0] == 0
     rc, _, err = run(capsys, "fill-mask", "--out", out, "a [MASK]")
-    assert rc == 2 and "needs an mlm run" in err
+    assert rc == 2 and "needs a run of kind mlm" in err
     rc, _, err = run(capsys, "train", "mlm", "--resume", "--out", out)
     assert rc == 2 and "holds a gpt run" in err
 
 
 def test_python_dash_m_entry_point():
-    r = subprocess.run([sys.executable, "-m", "models.cli", "--help"], capture_output=True, text=True, cwd=ROOT)
+    r = subprocess.run([sys.executable, "-m", "tinygrad_attn.models.cli", "--help"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0 and "fill-mask" in r.stdout
 
 
-@pytest.mark.parametrize("script", ["train_gpt.py", "train_mlm.py", "swap_backend.py"])
+@pytest.mark.parametrize("script", ["train_gpt.py", "train_mlm.py", "swap_backend.py", "user_gpt.py"])
 def test_examples_run_quick(script):
     r = subprocess.run([sys.executable, str(ROOT / "examples" / script), "--quick"], capture_output=True,
                        text=True, cwd=ROOT, timeout=300)

@@ -269,3 +269,29 @@ def test_bad_arguments_are_value_errors(x):
         x.split(0)
     with raises(ValueError, "item", "(2, 3)"):
         x.item()
+
+
+# ---------------------------------------------------------------- the run-directory errors live here too
+
+def test_non_finite_tokenizer_data_and_optimizer_errors_are_in_the_hierarchy():
+    from tinygrad_attn import errors, optim, train
+    assert train.NonFiniteError is errors.NonFiniteError and issubclass(errors.NonFiniteError, FloatingPointError)
+    for cls in (errors.TokenizerError, errors.DataError, errors.ConfigError, errors.CheckpointError):
+        assert issubclass(cls, tga.TinygradAttnError) and issubclass(cls, ValueError)
+    opt = optim.AdamW([tga.zeros(3, requires_grad=True)])
+    with pytest.raises(tga.CheckpointError, match="from SGD"):
+        opt.load_state_dict({"type": "SGD", "state": {}, "param_groups": []})
+
+
+@pytest.mark.parametrize("content, why", [(b'{"type": "char", "chars": ["a", "b"', "not valid JSON"),
+                                          (b"\xff\xfe\x00garbage", "not UTF-8"),
+                                          (b"[1, 2]", "holds a JSON list"),
+                                          (b'{"type": "char"}', "does not describe a valid tokenizer")])
+def test_a_corrupted_tokenizer_file_is_a_tokenizer_error_naming_the_file(tmp_path, content, why):
+    from tinygrad_attn.tokenizers import CharTokenizer, load_tokenizer
+    file = tmp_path / "tokenizer.json"
+    file.write_bytes(content)
+    for load in (load_tokenizer, CharTokenizer.load):
+        with pytest.raises(tga.TokenizerError, match=why) as info:
+            load(file)
+        assert str(file) in str(info.value)

@@ -34,7 +34,7 @@ def _check_pngs(out, tmp_path, names):
 @pytest.fixture(scope="module")
 def study_run(tmp_path_factory):
     """A study model trained for a few steps, shared by the examples' tests through --run."""
-    from models.study import study_model
+    from tinygrad_attn.models.study import study_model
     out = tmp_path_factory.mktemp("study")
     assert study_model(out=out, quick=True).trained
     return str(out)
@@ -106,16 +106,16 @@ def test_contextual_embeddings_says_dist_0_only_when_it_is_0(monkeypatch, capsys
     """A char tokenizer puts "play" at the same positions in both sentences: there layer 0 is identical."""
     import numpy as np
     import tinygrad_attn as tga
-    from models import MaskedLM, MLMConfig
-    from models.config import MLM_SPECIALS
-    from models.study import StudyModel
+    from tinygrad_attn.models import MaskedLM, MLMConfig
+    from tinygrad_attn.models.config import MLM_SPECIALS
+    from tinygrad_attn.models.study import StudyModel
     from tinygrad_attn.tokenizers import CharTokenizer
-    import models.study
+    import tinygrad_attn.models.study as study_module
     tok = CharTokenizer.train("The king will play the fool. Go see a fine play tonight. Give me some light, away!"
                               "The queen shall", MLM_SPECIALS)
     tga.manual_seed(0)
     model = MaskedLM(MLMConfig(vocab_size=tok.vocab_size, pad_id=0, max_len=40, d_model=16, n_heads=2, n_layers=2))
-    monkeypatch.setattr(models.study, "study_model",
+    monkeypatch.setattr(study_module, "study_model",
                         lambda *a, **k: StudyModel("mlm", model.eval(), tok, "UNTRAINED weights (test)", False))
     out = run_example("contextual_embeddings.py", ["--random"], monkeypatch, capsys)
     assert re.search(r"0 embedding \|\s+1\.000\s+1\.000\s+0\.000", out)

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 
 import tinygrad_attn as tga
-from models.config import GPTConfig, MLMConfig
-from models.decoder import GPT
-from models.encoder import MaskedLM
+from tinygrad_attn.models.config import GPTConfig, MLMConfig
+from tinygrad_attn.models.decoder import GPT
+from tinygrad_attn.models.encoder import MaskedLM
 from tinygrad_attn import autograd, optim
 from tinygrad_attn.tensor import Tensor
 

@@ -279,8 +279,8 @@ def test_mixed_precision_training_with_loss_scaler_learns(gpu):
 
 def _tiny_gpt():
     try:
-        from models.config import GPTConfig
-        from models.decoder import GPT
+        from tinygrad_attn.models.config import GPTConfig
+        from tinygrad_attn.models.decoder import GPT
         return GPT(GPTConfig(vocab_size=48, seq_len=16, d_model=32, n_heads=4, n_layers=2)), lambda m, i, t: m.loss(i, t)
     except ImportError:  # models/ not there yet: the same shape of network from nn modules
         return _NnDecoder(48, 16, 32, 4, 2), lambda m, i, t: F.cross_entropy(m(i), t)

@@ -8,8 +8,8 @@ import pytest
 import tinygrad_attn as tga
 from tinygrad_attn import inspect, nn
 from tinygrad_attn.tokenizers import BPETokenizer, CharTokenizer
-from models import GPT, GPTConfig, MaskedLM, MLMConfig
-from models.config import MLM_SPECIALS
+from tinygrad_attn.models import GPT, GPTConfig, MaskedLM, MLMConfig
+from tinygrad_attn.models.config import MLM_SPECIALS
 
 
 def _gpt(device, dropout=0.0):

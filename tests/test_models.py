@@ -5,8 +5,8 @@ import pytest
 import tinygrad_attn as tga
 from tinygrad_attn import functional as F
 from tinygrad_attn.tokenizers import CharTokenizer
-from models import GPT, GPTConfig, MaskedLM, MLMConfig, TrainConfig, get_preset, sample_token
-from models.config import MLM_SPECIALS
+from tinygrad_attn.models import GPT, GPTConfig, MaskedLM, MLMConfig, TrainConfig, get_preset, sample_token
+from tinygrad_attn.models.config import MLM_SPECIALS
 
 V = 40
 

@@ -50,11 +50,12 @@ def test_readme_custom_op_passes_gradcheck_and_a_wrong_backward_fails():
 
 
 def test_readme_loads_a_trained_run(tmp_path, monkeypatch):
-    from models import cli
+    from tinygrad_attn.models import cli
     assert cli.main(["train", "mlm", "--preset", "tiny", "--steps", "2", "--eval-every", "2", "--out",
                      str(tmp_path / "runs" / "mlm"), "--no-sample", "--data", str(_tiny_corpus(tmp_path))]) == 0
     monkeypatch.chdir(tmp_path)
-    code = re.search(r"```python\n(from models.cli import load_run\n.*?)```", README.read_text(), re.S).group(1)
+    code = re.search(r'```python\n(from tinygrad_attn.models import load_run\nkind, model, tokenizer, extra = '
+                     r'load_run\("runs/mlm"\).*?)```', README.read_text(), re.S).group(1)
     scope = {"print": lambda *a, **k: None}
     exec(compile(code, "README load run", "exec"), scope)
     assert scope["kind"] == "mlm" and len(scope["states"]) == 1 + len(scope["model"].blocks)

@@ -3,6 +3,7 @@ import functools
 import json
 from collections import Counter
 
+import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
@@ -222,11 +223,32 @@ def test_build_tokenizer():
         build_tokenizer("wordpiece", "abc")
 
 
+def test_text_without_whitespace_is_cut_into_bounded_words():
+    """1 MB of ACGT was one word: BPE took minutes. Words are now at most MAX_WORD characters."""
+    from tinygrad_attn.tokenizers import MAX_WORD, WORD_PATTERN
+    rng = np.random.default_rng(0)
+    dna = "".join(rng.choice(list("ACGT"), 20_000))
+    words = WORD_PATTERN.findall(dna + " " + "x" * 200 + " " * 100 + "!" * 70)
+    assert max(map(len, words)) <= MAX_WORD + 1 and "".join(words) == dna + " " + "x" * 200 + " " * 100 + "!" * 70
+    tok = BPETokenizer.train(dna, 300)
+    assert tok.decode(tok.encode(dna)) == dna and len(tok.encode(dna)) > 20_000 // MAX_WORD
+
+
+def test_one_repeated_character_gives_a_working_tokenizer():
+    text = "a" * 5000
+    tok = BPETokenizer.train(text, 300)
+    ids = tok.encode(text)
+    assert tok.decode(ids) == text and len(ids) >= 5000 // 64
+
+
 def test_readme_bpe_weaknesses_hold_for_the_trained_tokenizer():
     """README states these splits of the BPE-512 tokenizer `tinygrad-attn train mlm` trains; they must stay true."""
-    from models.cli import load_corpus, train_tokenizer
-    from models.config import get_preset
-    tok = train_tokenizer("mlm", get_preset("mlm", "small").model, load_corpus(None)[0])
+    from tinygrad_attn.models.cli import load_corpus
+    from tinygrad_attn.models.config import get_preset
+    from tinygrad_attn.models.kinds import KINDS
+    config = get_preset("mlm", "small").model
+    tok = build_tokenizer("bpe", load_corpus("shakespeare").chunks("train"), config.bpe_vocab_size,
+                          KINDS["mlm"].specials(config))
     assert tok.tokens("the") == ["t", "he"] and tok.tokens(" the") == [" the"]
     assert tok.tokens("The") == ["The"] and tok.tokens(" The") == [" ", "The"]
     assert tok.tokens("love") == ["l", "o", "ve"] and tok.tokens(" love") == [" love"]

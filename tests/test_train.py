@@ -10,8 +10,8 @@ from tinygrad_attn.batching import lm_batches, mlm_batches
 from tinygrad_attn.data import load_shakespeare
 from tinygrad_attn.tokenizers import CharTokenizer
 from tinygrad_attn.train import NonFiniteError, Trainer, read_metrics
-from models import GPT, MaskedLM, get_preset
-from models.config import MLM_SPECIALS
+from tinygrad_attn.models import GPT, MaskedLM, get_preset
+from tinygrad_attn.models.config import MLM_SPECIALS
 
 
 @pytest.fixture(scope="module")

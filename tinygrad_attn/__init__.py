@@ -7,7 +7,8 @@ import numpy as np
 
 from .autograd import enable_grad, is_grad_enabled, no_grad
 from .backend import cuda_is_available, get_backend, keep_freed_host_memory, manual_seed
-from .errors import CheckpointError, DeviceError, DTypeError, GraphError, ShapeError, TinygradAttnError
+from .errors import (CheckpointError, ConfigError, DataError, DeviceError, DTypeError, GraphError, NonFiniteError,
+                     RunInUseError, ShapeError, TinygradAttnError, TokenizerError)
 from .tensor import Tensor
 from . import functional
 from . import functional as F

@@ -9,7 +9,10 @@ IGNORE_INDEX = -100  # label for positions the loss skips (cross_entropy's ignor
 
 
 def _as_ids(ids, who):
-    ids = np.asarray(ids, dtype=np.int64)
+    """A 1-D integer array, NOT copied to int64: a memory-mapped uint16 corpus stays on disk (windows are cast)."""
+    ids = np.asarray(ids)
+    if ids.dtype.kind not in "iu":
+        ids = ids.astype(np.int64)
     if ids.ndim != 1:
         raise ValueError(f"{who}: expected a 1-D array of token ids, got shape {ids.shape}")
     return ids
@@ -26,7 +29,7 @@ def lm_batches(ids, batch_size: int, seq_len: int, rng: np.random.Generator):
     ids = _as_ids(ids, "lm_batches")
     _check_length(ids, seq_len + 1, "lm_batches")
     starts = rng.integers(0, len(ids) - seq_len, size=batch_size)
-    windows = ids[starts[:, None] + np.arange(seq_len + 1)]
+    windows = ids[starts[:, None] + np.arange(seq_len + 1)].astype(np.int64)
     return windows[:, :-1], windows[:, 1:]
 
 
@@ -44,7 +47,7 @@ def lm_eval_batches(ids, batch_size: int, seq_len: int, max_batches: int | None 
     for b, first in enumerate(range(0, n_windows, batch_size)):
         if max_batches is not None and b >= max_batches:
             return
-        windows = ids[starts[first:first + batch_size, None] + np.arange(seq_len + 1)]
+        windows = ids[starts[first:first + batch_size, None] + np.arange(seq_len + 1)].astype(np.int64)
         yield windows[:, :-1], windows[:, 1:]
 
 
@@ -130,7 +133,7 @@ def mlm_batches(ids, batch_size: int, seq_len: int, rng: np.random.Generator, cl
     body = seq_len - 2
     _check_length(ids, body, "mlm_batches")
     starts = rng.integers(0, len(ids) - body + 1, size=batch_size)
-    windows = ids[starts[:, None] + np.arange(body)]
+    windows = ids[starts[:, None] + np.arange(body)].astype(np.int64)
 
     lengths = np.full(batch_size, body)
     short = rng.random(batch_size) < short_prob

@@ -16,7 +16,15 @@ never runs code.
 Atomic save: everything is written and fsynced in a hidden sibling directory; then the
 old checkpoint is renamed to `<path>.old`, the new one renamed to `<path>`, and the old
 one removed. A crash at any point leaves either `<path>` or `<path>.old` whole, and
-`load` falls back to `<path>.old` when `<path>` is missing.
+`load` falls back to `<path>.old` when `<path>` is missing. A `<path>` that is a symlink
+stays one: the save goes to its target. A write that fails (disk full, no permission)
+removes its own temporary directory and raises CheckpointError; the previous checkpoint
+is untouched.
+
+Several processes: writers take an exclusive lock (`.<name>.lock` beside the checkpoint)
+and readers a shared one, so a load sees one whole save. Where locks are unavailable a
+load that finds the checkpoint replaced under it retries. Temporary directories are
+named `.<name>.tmp-<pid>-<random>`; a save removes only those of dead processes.
 
 Load checks everything (files present, hashes, safetensors headers, names, shapes,
 dtypes, optimizer layout) before it touches the model: a failed load raises
@@ -27,13 +35,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
+import time
 import uuid
 from pathlib import Path
 
 import numpy as np
 
 from .errors import CheckpointError
+from .filelock import file_lock
 
 FORMAT, VERSION = "tinygrad_attn.checkpoint", 1
 MODEL_FILE, OPTIMIZER_FILE, META_FILE = "model.safetensors", "optimizer.safetensors", "checkpoint.json"
@@ -49,6 +60,24 @@ def _safetensors():
 
 def _aside(path: Path) -> Path:
     return path.with_name(path.name + ".old")
+
+
+def _target(path: Path) -> Path:
+    """Where the checkpoint really lives: the target of a symlink (which then stays a link)."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
+def _lock_dir(target: Path) -> Path:
+    """Saves and loads lock the directory that holds the checkpoint: no lock file is left behind."""
+    return target.parent
+
+
+def _remove(path: Path) -> None:
+    """Remove a file, a link (never what it points to) or a directory tree."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
 
 
 def _sha256(data: bytes) -> str:
@@ -110,6 +139,54 @@ def _split_optimizer_state(state_dict: dict):
 
 # ---------------------------------------------------------------- save
 
+_DEBRIS_MAX_AGE_S = 24 * 3600   # a temp directory this old is debris even if its pid was reused
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:          # exists, owned by someone else
+        return True
+    return True
+
+
+def _remove_dead_debris(target: Path) -> None:
+    """Remove temp directories of this checkpoint left by writers that died mid-save (never a live one's)."""
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.tmp-(\d+)-[0-9a-f]{{8}}")
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return
+    now = time.time()
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match is None:
+            continue
+        try:
+            old = now - entry.stat(follow_symlinks=False).st_mtime > _DEBRIS_MAX_AGE_S
+        except OSError:
+            continue
+        if old or not _alive(int(match.group(1))):
+            shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _save_error(path: Path, what: str, error: OSError, swapped: bool = False) -> CheckpointError:
+    reason = error.strerror or str(error)
+    if what == "creating its directory" and error.filename:
+        reason += f": {error.filename}"
+    if swapped:
+        kept = f"the previous checkpoint is intact (at {path} or {_aside(path)}, which load reads)"
+    elif exists(path):
+        kept = f"the previous checkpoint at {path} is intact"
+    else:
+        kept = "nothing was saved and there was no previous checkpoint"
+    return CheckpointError(f"checkpoint.save: could not save {path}: {what} failed: {reason}; {kept}")
+
+
 def save(path, model, optimizer=None, extra=None, scheduler=None) -> Path:
     """Write model (and optimizer/scheduler) state plus `extra` (a JSON-able dict) to directory `path`, atomically."""
     path = Path(path)
@@ -130,40 +207,56 @@ def save(path, model, optimizer=None, extra=None, scheduler=None) -> Path:
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"checkpoint.save: `extra` must be JSON-serializable: {e}") from None
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.tmp-*"):  # debris of an interrupted save
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
+    target = _target(path)
     try:
-        _write(tmp / MODEL_FILE, model_blob)
-        if optim_blob is not None:
-            _write(tmp / OPTIMIZER_FILE, optim_blob)
-        _write(tmp / META_FILE, meta_bytes)  # last: a directory with the JSON is complete
-        _fsync_dir(tmp)
-        _swap_in(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _save_error(path, "creating its directory", e) from None
+    with file_lock(_lock_dir(target), exclusive=True):
+        _remove_dead_debris(target)
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        try:
+            tmp.mkdir()
+            _write(tmp / MODEL_FILE, model_blob)
+            if optim_blob is not None:
+                _write(tmp / OPTIMIZER_FILE, optim_blob)
+            _write(tmp / META_FILE, meta_bytes)  # last: a directory with the JSON is complete
+            _fsync_dir(tmp)
+        except BaseException as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(e, OSError):
+                raise _save_error(path, "writing the new files", e) from None
+            raise
+        try:
+            _swap_in(tmp, target)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise _save_error(path, "replacing the old checkpoint", e, swapped=True) from None
     return path
 
 
-def _swap_in(tmp: Path, path: Path) -> None:
-    aside = _aside(path)
-    if path.exists():
-        if aside.exists():
-            shutil.rmtree(aside)      # path is whole, so the old backup is not needed
-        os.replace(path, aside)       # from here until the next rename, only `aside` is whole
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-    if aside.exists():
-        shutil.rmtree(aside, ignore_errors=True)
+def _swap_in(tmp: Path, target: Path) -> None:
+    aside = _aside(target)
+    if os.path.lexists(target):
+        if os.path.lexists(aside):
+            _remove(aside)            # target is whole, so a backup (or a stale link) is not needed
+        os.replace(target, aside)     # from here until the next rename, only `aside` is whole
+    os.replace(tmp, target)
+    _fsync_dir(target.parent)
+    if os.path.lexists(aside):
+        try:
+            _remove(aside)
+        except OSError:
+            pass                      # the next save removes it
 
 
 # ---------------------------------------------------------------- load
 
+_READ_ATTEMPTS = 5
+
+
 def _resolve(path) -> Path:
-    path = Path(path)
+    path = _target(Path(path))
     if path.is_dir():
         return path
     if _aside(path).is_dir():  # a save was interrupted between its two renames
@@ -171,6 +264,39 @@ def _resolve(path) -> Path:
     if path.exists():
         raise CheckpointError(f"checkpoint {path} is a file; a checkpoint is a directory made by checkpoint.save")
     raise CheckpointError(f"no checkpoint at {path}")
+
+
+def _stamp(target: Path):
+    """Identifies the save on disk: each save writes a new checkpoint.json (new inode)."""
+    stamp = []
+    for directory in (target, _aside(target)):
+        try:
+            st = os.stat(directory / META_FILE)
+            stamp.append((st.st_ino, st.st_mtime_ns, st.st_size))
+        except OSError:
+            stamp.append(None)
+    return tuple(stamp)
+
+
+def _consistent(path, read):
+    """read() under a shared lock, retried while a save replaces the checkpoint under it.
+
+    The lock alone suffices where flock works; the retry covers file systems without it."""
+    target = _target(Path(path))
+    for attempt in range(_READ_ATTEMPTS):
+        with file_lock(_lock_dir(target), exclusive=False):
+            before = _stamp(target)   # taken under the lock: a writer that finished while we waited is no change
+            try:
+                result = read()
+            except CheckpointError:
+                if _stamp(target) == before:
+                    raise         # nothing moved: the checkpoint really is bad
+            else:
+                if _stamp(target) == before:
+                    return result
+        time.sleep(0.05 * (attempt + 1))
+    raise CheckpointError(f"checkpoint {path}: it was replaced by a save in progress in each of {_READ_ATTEMPTS} "
+                          f"attempts to read it; try again when the save has finished")
 
 
 def exists(path) -> bool:
@@ -181,6 +307,19 @@ def exists(path) -> bool:
         return False
 
 
+def _check_section(directory: Path, meta: dict, key: str, filename: str) -> dict:
+    """A file entry of checkpoint.json, with the one file name it may have (never a path elsewhere)."""
+    section = meta.get(key)
+    if not isinstance(section, dict) or not isinstance(section.get("tensors"), dict):
+        raise CheckpointError(f"checkpoint {directory}: {META_FILE} has no valid '{key}' entry")
+    if section.get("file") != filename:
+        raise CheckpointError(f"checkpoint {directory}: {META_FILE} names the {key} file {section.get('file')!r}; "
+                              f"it must be {filename!r} inside the checkpoint directory")
+    if not isinstance(section.get("bytes"), int) or not isinstance(section.get("sha256"), str):
+        raise CheckpointError(f"checkpoint {directory}: {META_FILE} '{key}' entry lacks its size or sha256")
+    return section
+
+
 def _read_meta(directory: Path) -> dict:
     file = directory / META_FILE
     if not file.is_file():
@@ -189,6 +328,8 @@ def _read_meta(directory: Path) -> dict:
         meta = json.loads(file.read_bytes())
     except (ValueError, UnicodeDecodeError) as e:
         raise CheckpointError(f"checkpoint {directory}: {META_FILE} is not valid JSON (truncated or corrupted?): {e}") from None
+    except OSError as e:
+        raise CheckpointError(f"checkpoint {directory}: cannot read {META_FILE}: {e.strerror or e}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {directory}: {META_FILE} is not a tinygrad_attn checkpoint")
     if meta.get("version") != VERSION:
@@ -196,12 +337,34 @@ def _read_meta(directory: Path) -> dict:
     body = {k: v for k, v in meta.items() if k != "meta_sha256"}
     if meta.get("meta_sha256") != _sha256(_canonical(body)):
         raise CheckpointError(f"checkpoint {directory}: {META_FILE} fails its sha256 check (edited or corrupted)")
+    _check_section(directory, meta, "model", MODEL_FILE)
+    if meta.get("optimizer") is not None:
+        _check_section(directory, meta, "optimizer", OPTIMIZER_FILE)
+    if not isinstance(meta.get("extra"), dict):
+        raise CheckpointError(f"checkpoint {directory}: {META_FILE} has no 'extra' dict")
     return meta
 
 
 def read_extra(path) -> dict:
     """The `extra` dict saved with the checkpoint (config, step, ...), without reading any weights."""
-    return _read_meta(_resolve(path))["extra"]
+    return _consistent(path, lambda: _read_meta(_resolve(path))["extra"])
+
+
+def read_shapes(path) -> dict[str, tuple]:
+    """{name: shape} of the model's stored tensors, from checkpoint.json alone (no tensor data is read).
+
+    Lets a caller compare a config with the weights before it builds (and allocates) a model."""
+    def read():
+        directory = _resolve(path)
+        shapes = {}
+        for name, entry in _read_meta(directory)["model"]["tensors"].items():
+            shape = entry.get("shape") if isinstance(entry, dict) else None
+            if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
+                raise CheckpointError(f"checkpoint {directory}: {META_FILE} gives tensor {name} the shape {shape!r}; "
+                                      f"expected a list of non-negative integers")
+            shapes[name] = tuple(shape)
+        return shapes
+    return _consistent(path, read)
 
 
 def _read_tensors(directory: Path, section: dict) -> dict:
@@ -209,7 +372,10 @@ def _read_tensors(directory: Path, section: dict) -> dict:
     file = directory / section["file"]
     if not file.is_file():
         raise CheckpointError(f"checkpoint {directory}: {section['file']} is missing")
-    blob = file.read_bytes()
+    try:
+        blob = file.read_bytes()
+    except OSError as e:
+        raise CheckpointError(f"checkpoint {directory}: cannot read {section['file']}: {e.strerror or e}") from None
     if len(blob) != section["bytes"] or _sha256(blob) != section["sha256"]:
         raise CheckpointError(
             f"checkpoint {directory}: {section['file']} is corrupted or truncated: {len(blob)} bytes with sha256 "
@@ -232,14 +398,8 @@ def _check_dtypes(directory, arrays, model):
         raise CheckpointError(f"checkpoint {directory}: dtypes do not convert: {'; '.join(bad)}")
 
 
-def load(path, model, optimizer=None, map_location=None, scheduler=None) -> dict:
-    """Fill `model` (and `optimizer`, `scheduler`) from the checkpoint at `path`; return its `extra`.
-
-    Values go to each parameter's device, converted to its float dtype. With
-    `map_location` the model is first moved there (after all checks passed).
-    Raises CheckpointError, before changing anything, if a file is missing, corrupted
-    or truncated, or does not fit the model/optimizer (the message lists the names).
-    """
+def _read_checked(path, model, optimizer, scheduler):
+    """Everything `load` needs, read from one save and checked against the model/optimizer."""
     directory = _resolve(path)
     meta = _read_meta(directory)
     arrays = _read_tensors(directory, meta["model"])
@@ -255,18 +415,32 @@ def load(path, model, optimizer=None, map_location=None, scheduler=None) -> dict
         if section is None:
             raise CheckpointError(f"checkpoint {directory} has no optimizer state (it was saved without an optimizer)")
         flat = _read_tensors(directory, section)
-        state = {int(i): dict(v) for i, v in section["scalars"].items()}
-        for key, value in flat.items():
-            _, index, name = key.split(".", 2)
-            state.setdefault(int(index), {})[name] = value
-        optim_state = {"type": section["type"], "state": state, "param_groups": section["param_groups"]}
+        try:
+            state = {int(i): dict(v) for i, v in section["scalars"].items()}
+            for key, value in flat.items():
+                _, index, name = key.split(".", 2)
+                state.setdefault(int(index), {})[name] = value
+            optim_state = {"type": section["type"], "state": state, "param_groups": section["param_groups"]}
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise CheckpointError(f"checkpoint {directory}: malformed optimizer entry in {META_FILE}: {e!r}") from None
         try:
             optimizer.check_state_dict(optim_state)
         except ValueError as e:
             raise CheckpointError(f"checkpoint {directory} does not fit the optimizer: {e}") from None
     if scheduler is not None and meta.get("scheduler") is None:
         raise CheckpointError(f"checkpoint {directory} has no scheduler state")
+    return meta, arrays, optim_state
 
+
+def load(path, model, optimizer=None, map_location=None, scheduler=None) -> dict:
+    """Fill `model` (and `optimizer`, `scheduler`) from the checkpoint at `path`; return its `extra`.
+
+    Values go to each parameter's device, converted to its float dtype. With
+    `map_location` the model is first moved there (after all checks passed).
+    Raises CheckpointError, before changing anything, if a file is missing, corrupted
+    or truncated, or does not fit the model/optimizer (the message lists the names).
+    """
+    meta, arrays, optim_state = _consistent(path, lambda: _read_checked(path, model, optimizer, scheduler))
     # every check passed: from here on nothing can fail for a reason the checks cover
     if map_location is not None:
         model.to(map_location)

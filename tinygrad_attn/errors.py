@@ -24,3 +24,23 @@ class GraphError(TinygradAttnError, RuntimeError):
 
 class CheckpointError(TinygradAttnError, ValueError):
     """A checkpoint that is missing, truncated, corrupted or does not match the model."""
+
+
+class NonFiniteError(TinygradAttnError, FloatingPointError):
+    """The loss or the gradient norm became NaN or infinite; training stopped without updating."""
+
+
+class TokenizerError(TinygradAttnError, ValueError):
+    """A tokenizer file that cannot be read or parsed, or a tokenizer that does not fit the model."""
+
+
+class DataError(TinygradAttnError, ValueError):
+    """A training text that is missing, not a file, not UTF-8, empty, too short, or changed since the run began."""
+
+
+class ConfigError(TinygradAttnError, ValueError):
+    """A model or training setting of the wrong type or out of range."""
+
+
+class RunInUseError(TinygradAttnError, RuntimeError):
+    """Another process is training in the same run directory."""

@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from .backend import get_backend
+from .errors import CheckpointError
 from .tensor import Tensor, _is_float
 
 
@@ -98,25 +99,25 @@ class Optimizer:
         return {"type": type(self).__name__, "state": state, "param_groups": groups}
 
     def check_state_dict(self, state_dict: dict) -> None:
-        """Raise ValueError saying what does not fit, without changing anything."""
+        """Raise CheckpointError (a ValueError) saying what does not fit, without changing anything."""
         kind = state_dict.get("type", type(self).__name__)
         if kind != type(self).__name__:
-            raise ValueError(f"optimizer state is from {kind}, this optimizer is {type(self).__name__}")
+            raise CheckpointError(f"optimizer state is from {kind}, this optimizer is {type(self).__name__}")
         groups = state_dict.get("param_groups", [])
         if len(groups) != len(self.param_groups):
-            raise ValueError(f"optimizer state has {len(groups)} parameter groups, this optimizer has {len(self.param_groups)}")
+            raise CheckpointError(f"optimizer state has {len(groups)} parameter groups, this optimizer has {len(self.param_groups)}")
         for i, (saved, mine) in enumerate(zip(groups, self.param_groups)):
             if len(saved["params"]) != len(mine["params"]):
-                raise ValueError(f"optimizer group {i}: state has {len(saved['params'])} parameters, "
+                raise CheckpointError(f"optimizer group {i}: state has {len(saved['params'])} parameters, "
                                  f"this optimizer has {len(mine['params'])}")
         params = self._params()
         for key, entry in state_dict.get("state", {}).items():
             index = int(key)
             if not 0 <= index < len(params):
-                raise ValueError(f"optimizer state names parameter {index}, but there are {len(params)}")
+                raise CheckpointError(f"optimizer state names parameter {index}, but there are {len(params)}")
             for name, value in entry.items():
                 if hasattr(value, "shape") and tuple(value.shape) != tuple(params[index].shape):
-                    raise ValueError(f"optimizer state {index}.{name} has shape {tuple(value.shape)}, "
+                    raise CheckpointError(f"optimizer state {index}.{name} has shape {tuple(value.shape)}, "
                                      f"the parameter has shape {tuple(params[index].shape)}")
 
     def load_state_dict(self, state_dict: dict) -> None:

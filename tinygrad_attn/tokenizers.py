@@ -19,18 +19,30 @@ Known weaknesses of BPE, and what we do about them:
     breaks ties deterministically: highest count, then the lexicographically smallest pair
     of token byte strings (bytes(left), bytes(right)), then the smallest pair of ids.
 """
+import hashlib
 import heapq
 import json
 import os
 import re
 from collections import Counter
+from typing import Iterable
+
+from .errors import TokenizerError
 
 # Pre-tokenizer: a word keeps the single space before it (as in GPT-2), digits and
 # punctuation form their own words, whitespace runs stand alone. Every character matches
-# one of the alternatives, so joining the pieces gives back the text.
-WORD_PATTERN = re.compile(r" ?[A-Za-z]+| ?[0-9]+| ?[^\sA-Za-z0-9]+|\s+")
+# one of the alternatives, so joining the pieces gives back the text. A word is at most
+# MAX_WORD characters: text without whitespace (DNA, minified code) would otherwise be one
+# huge word, and merging inside it costs time quadratic in its length.
+MAX_WORD = 64
+WORD_PATTERN = re.compile(rf" ?[A-Za-z]{{1,{MAX_WORD}}}| ?[0-9]{{1,{MAX_WORD}}}| ?[^\sA-Za-z0-9]{{1,{MAX_WORD}}}"
+                          rf"|\s{{1,{MAX_WORD}}}")
 N_BYTES = 256
 _ENCODE_CACHE_LIMIT = 200_000  # words; bounds memory when encoding huge, varied text
+
+
+def _chunks(text):
+    return [text] if isinstance(text, str) else text
 
 
 def _special_splitter(specials):
@@ -95,9 +107,12 @@ class _Tokenizer:
 
     @classmethod
     def load(cls, path: str | os.PathLike):
-        """Read a tokenizer written by `save`."""
-        with open(path, encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
+        """Read a tokenizer written by `save`; TokenizerError naming the file if it does not parse."""
+        return _from_file(path, cls.from_dict)
+
+    def fingerprint(self) -> str:
+        """sha256 of the tokenizer's content: equal for equal vocabularies, whatever the file's formatting."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
 
     @staticmethod
     def _check_kind(data, kind):
@@ -126,9 +141,12 @@ class CharTokenizer(_Tokenizer):
         self._unk = self._special_ids.get("[UNK]")
 
     @classmethod
-    def train(cls, text: str, specials=()) -> "CharTokenizer":
-        """Vocabulary = the sorted set of characters of `text`, after the specials."""
-        return cls(sorted(set(text)), specials)
+    def train(cls, text: str | Iterable[str], specials=()) -> "CharTokenizer":
+        """Vocabulary = the sorted set of characters of `text` (a string or an iterable of chunks), after the specials."""
+        chars = set()
+        for chunk in _chunks(text):
+            chars.update(chunk)
+        return cls(sorted(chars), specials)
 
     @property
     def vocab_size(self) -> int:
@@ -278,8 +296,9 @@ class BPETokenizer(_Tokenizer):
         self._cache = {}
 
     @classmethod
-    def train(cls, text: str, vocab_size: int, specials=()) -> "BPETokenizer":
-        """Learn merges until vocab_size = 256 bytes + merges + len(specials).
+    def train(cls, text: str | Iterable[str], vocab_size: int, specials=()) -> "BPETokenizer":
+        """Learn merges until vocab_size = 256 bytes + merges + len(specials). `text`: a string or
+        an iterable of chunks (cut at whitespace, as tinygrad_attn.data.stream makes them).
 
         Stops early (smaller vocabulary) when no adjacent pair is left to merge. Special
         tokens in `text` are cut out before counting, so no merge spans them.
@@ -290,10 +309,10 @@ class BPETokenizer(_Tokenizer):
             raise ValueError(f"BPETokenizer.train: vocab_size={vocab_size} is below the minimum "
                              f"{N_BYTES + len(specials)} (256 bytes + {len(specials)} specials)")
         splitter = _special_splitter(specials)
-        chunks = splitter.split(text)[::2] if splitter else [text]
         word_counts = Counter()
-        for chunk in chunks:
-            word_counts.update(WORD_PATTERN.findall(chunk))
+        for chunk in _chunks(text):   # a chunk at a time: a large file never becomes one list of words
+            for piece in (splitter.split(chunk)[::2] if splitter else [chunk]):
+                word_counts.update(WORD_PATTERN.findall(piece))
         words = [list(w.encode("utf-8")) for w in word_counts]
         merges = _learn_merges(words, list(word_counts.values()), n_merges)
         return cls(merges, specials)
@@ -392,7 +411,27 @@ def tokenizer_from_dict(data: dict):
     return _KINDS[kind].from_dict(data)
 
 
+def _from_file(path, build):
+    """build(dict) from the JSON file at `path`, every failure a TokenizerError that names the file."""
+    name = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except OSError as e:
+        raise TokenizerError(f"tokenizer file {name}: cannot read it: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise TokenizerError(f"tokenizer file {name} is not UTF-8 text (byte {e.start}); "
+                             f"it is corrupted, or not a tokenizer.json") from None
+    except ValueError as e:
+        raise TokenizerError(f"tokenizer file {name} is not valid JSON (truncated or corrupted?): {e}") from None
+    if not isinstance(data, dict):
+        raise TokenizerError(f"tokenizer file {name} holds a JSON {type(data).__name__}, not a tokenizer")
+    try:
+        return build(data)
+    except (KeyError, TypeError, ValueError) as e:
+        raise TokenizerError(f"tokenizer file {name} does not describe a valid tokenizer: {e!r}") from None
+
+
 def load_tokenizer(path: str | os.PathLike):
-    """Read any tokenizer saved with `.save(path)`."""
-    with open(path, encoding="utf-8") as f:
-        return tokenizer_from_dict(json.load(f))
+    """Read any tokenizer saved with `.save(path)`; TokenizerError naming the file if it does not parse."""
+    return _from_file(path, tokenizer_from_dict)

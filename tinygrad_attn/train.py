@@ -17,12 +17,19 @@ per step: step, loss, lr, grad_norm, time, tokens_per_s, and eval_loss/eval_ppl 
 
 Non-finite guard: a NaN/inf loss or gradient norm stops training with NonFiniteError
 before the update, and before any save, so the last checkpoint stays the last good one.
+
+The run directory (see tinygrad_attn.run_dir): `fit` holds its lock (a second trainer
+gets RunInUseError naming the first) and, on every start, cuts `metrics.jsonl` back to
+the step it starts from, so the log always matches the checkpoint. Ctrl-C finishes the
+current step, saves it and raises KeyboardInterrupt; a second Ctrl-C quits at once.
 """
 from __future__ import annotations
 
 import json
 import math
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -31,16 +38,12 @@ import numpy as np
 
 from . import checkpoint
 from .autograd import no_grad
-from .backend import get_backend
-from .errors import CheckpointError, TinygradAttnError
+from .backend import get_backend, keep_freed_host_memory
+from .errors import CheckpointError, NonFiniteError
 from .optim import clip_grad_norm_
+from .run_dir import METRICS_FILE, hold_run, keep_metrics_through, read_metrics  # noqa: F401 (re-exported)
 
 CHECKPOINT_DIR = "checkpoint"
-METRICS_FILE = "metrics.jsonl"
-
-
-class NonFiniteError(TinygradAttnError, FloatingPointError):
-    """The loss or the gradient norm became NaN or infinite; training stopped without updating."""
 
 
 def _rng_state(generator):
@@ -75,6 +78,7 @@ class Trainer:
     `extra` (JSON-able) is saved in every checkpoint, e.g. the model config.
     `progress`: a tqdm bar (default: only when stderr is a terminal); without the bar a
     line is printed every `log_every` steps. `print_fn` receives those lines.
+    `resume_command` is how the user continues after an interruption (the CLI sets its command line).
     """
 
     def __init__(self, model, optimizer, batch_fn: Callable, loss_fn: Callable | None = None, *, steps: int,
@@ -98,6 +102,8 @@ class Trainer:
         self.elapsed = 0.0               # seconds of training, summed over resumed runs
         self.last_checkpoint_step = None
         self.history: list[dict] = []
+        self.resume_command = "fit(resume=True)"
+        self._stop_requested = False
         self.params = [p for p in model.parameters() if p.requires_grad]
 
     # ---------------------------------------------------------------- paths and state
@@ -135,16 +141,6 @@ class Trainer:
             _set_rng_state(self._backend_rng(), state["backend_rng"])
         if self.schedule is not None and getattr(self.schedule, "total_steps", self.steps) != self.steps:
             self.schedule.total_steps = self.steps   # asked for more (or fewer) steps than the first run
-        self._truncate_metrics()
-
-    def _truncate_metrics(self) -> None:
-        """Drop metric lines written after the checkpoint we resume from (they will be redone)."""
-        file = self.out_dir / METRICS_FILE
-        if not file.exists():
-            return
-        kept = [line for line in file.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= self.step]
-        file.write_text("".join(line + "\n" for line in kept))
 
     # ---------------------------------------------------------------- one step, one eval
 
@@ -196,19 +192,41 @@ class Trainer:
     # ---------------------------------------------------------------- the loop
 
     def fit(self, resume: bool = False, until: int | None = None) -> list[dict]:
-        """Train to `steps` (or stop early after step `until`, saving there); return the step records."""
+        """Train to `steps` (or stop early after step `until`, saving there); return this call's step records."""
+        keep_freed_host_memory()  # every step reuses the last one's activations: backend/host_memory.py
+        if self.out_dir is None:
+            return self._fit(resume, until)
+        with hold_run(self.out_dir):
+            return self._fit(resume, until)
+
+    def _on_sigint(self, signum, frame) -> None:
+        """First Ctrl-C: stop after the current step (and save it); the next one interrupts at once."""
+        self._stop_requested = True
+        signal.signal(signal.SIGINT, self._previous_sigint)
+        self.print("\nCtrl-C: stopping after this step and saving it (press Ctrl-C again to quit at once)")
+
+    def _fit(self, resume: bool, until: int | None) -> list[dict]:
         if resume:
             self._resume()
-        if self.out_dir is not None:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
         stop = self.steps if until is None else min(until, self.steps)
+        if resume and self.step >= stop:
+            self.print(f"already trained to step {self.step} of {self.steps}; nothing to do "
+                       f"(ask for more steps to train longer)")
+            return []
+        if self.out_dir is not None:
+            keep_metrics_through(self.out_dir, self.step)   # lines past the starting step belong to a lost run
         metrics = open(self.out_dir / METRICS_FILE, "a") if self.out_dir is not None else None
+        catch_sigint = threading.current_thread() is threading.main_thread()
+        if catch_sigint:
+            self._stop_requested = False
+            self._previous_sigint = signal.signal(signal.SIGINT, self._on_sigint)
         bar = None
         if self.progress:
             from tqdm.auto import tqdm
             bar = tqdm(total=self.steps, initial=self.step, desc=self.desc, dynamic_ncols=True, file=sys.stderr)
         say = bar.write if bar is not None else self.print
         window_tokens, window_time, window_losses = 0, 0.0, []
+        first, stopped_cleanly = len(self.history), False
         self.model.train()
         try:
             while self.step < stop:
@@ -241,29 +259,30 @@ class Trainer:
                 if metrics is not None:
                     metrics.write(json.dumps(record) + "\n")
                     metrics.flush()
-                if boundary:
+                if boundary or self._stop_requested:
                     self.save()
+                if self._stop_requested:
+                    saved = (f"saved a checkpoint at step {self.step}" if self.checkpoint_path is not None
+                             else "nothing was saved (no out_dir)")
+                    say(f"interrupted at step {self.step}; {saved}; resume with: {self.resume_command}")
+                    stopped_cleanly = True
+                    raise KeyboardInterrupt
         except KeyboardInterrupt:
-            where = (f"resume from step {self.last_checkpoint_step} with resume=True (--resume)"
-                     if self.last_checkpoint_step is not None else "no checkpoint was written")
-            say(f"interrupted at step {self.step}; {where}")
+            if not stopped_cleanly:           # a second Ctrl-C, or one this thread could not catch
+                where = (f"the last checkpoint is step {self.last_checkpoint_step}; resume with: {self.resume_command}"
+                         if self.last_checkpoint_step is not None else "no checkpoint was written")
+                say(f"interrupted at step {self.step}; {where}")
             raise
         finally:
+            if catch_sigint and signal.getsignal(signal.SIGINT) == self._on_sigint:
+                signal.signal(signal.SIGINT, self._previous_sigint)
             if bar is not None:
                 bar.close()
             if metrics is not None:
                 metrics.close()
-        return self.history
+        return self.history[first:]
 
 
 def train(model, optimizer, batch_fn, loss_fn=None, *, steps: int, resume: bool = False, **kwargs) -> list[dict]:
     """Build a Trainer and fit it: `train(model, opt, batch_fn, steps=500, out_dir="runs/x")`."""
     return Trainer(model, optimizer, batch_fn, loss_fn, steps=steps, **kwargs).fit(resume=resume)
-
-
-def read_metrics(out_dir) -> list[dict]:
-    """The records of `out_dir/metrics.jsonl`, in order."""
-    file = Path(out_dir) / METRICS_FILE
-    if not file.exists():
-        return []
-    return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]

@@ -23,24 +23,28 @@ class ArrayKernels:
 
     # ---- softmax family ---------------------------------------------------
     def softmax(self, x, axis, mask):
-        """exp(x - max) / sum, masked entries 0; a row with nothing kept is all 0 (not NaN).
-
-        One full-size temporary, then everything in place."""
+        """exp(x - max) / sum, masked entries 0; a row with nothing kept is all 0 (not NaN)."""
         xp = self.xp
         if x.ndim == 0:  # one entry is its own distribution (and CuPy has no axis 0 on 0-d arrays)
             one = xp.ones_like(x)
             return one if mask is None else xp.where(mask, one, xp.zeros_like(x))
-        if mask is not None:
-            e = xp.where(mask, x, xp.asarray(-xp.inf, dtype=x.dtype))
-            m = xp.max(e, axis=axis, keepdims=True)
-            e -= xp.where(xp.isfinite(m), m, xp.asarray(0, dtype=x.dtype))
-        else:
-            e = x - xp.max(x, axis=axis, keepdims=True)
+        if mask is None:
+            return self._normalize(x.copy(), axis, masked=False)
+        return self._normalize(xp.where(mask, x, xp.asarray(-xp.inf, dtype=x.dtype)), axis, masked=True)
+
+    def _normalize(self, e, axis, masked):
+        """softmax of `e` along `axis`, in place (one full-size array for the biggest arrays of
+        a step, attention's scores). `masked`: -inf entries may fill a row, which then gives 0."""
+        xp = self.xp
+        m = xp.max(e, axis=axis, keepdims=True)
+        if masked:
+            m[~xp.isfinite(m)] = 0  # a row of -inf: exp(-inf - 0) = 0 everywhere ...
+        e -= m
         xp.exp(e, out=e)
-        s = self.row_sum(e) if axis in (-1, e.ndim - 1) else xp.sum(e, axis=axis, keepdims=True)
-        if mask is not None:
-            s[s == 0] = 1  # empty rows: 0 / 1 = 0
-        e /= s
+        total = self.row_sum(e) if axis in (-1, e.ndim - 1) else xp.sum(e, axis=axis, keepdims=True)
+        if masked:
+            total[total == 0] = 1  # ... and 0 / 1 = 0 instead of NaN
+        e /= total
         return e
 
     def softmax_backward(self, y, g, axis):
@@ -203,24 +207,14 @@ class ArrayKernels:
         return dq, dk, dv
 
     def _probabilities(self, q, k, mask, scale):
-        xp = self.xp
-        s = xp.matmul(q, k.swapaxes(-1, -2))
+        s = self.xp.matmul(q, k.swapaxes(-1, -2))
         s *= scale
         if mask is not None:
             if mask.ndim > s.ndim or any(m > n for m, n in zip(mask.shape[::-1], s.shape[::-1])):
                 s = s + mask  # the mask has batch axes the scores lack: they broadcast up
             else:
                 s += mask
-        m = s.max(axis=-1, keepdims=True)
-        if mask is not None:
-            m[~xp.isfinite(m)] = 0  # rows with nothing to attend to: exp(-inf - 0) = 0 everywhere
-        s -= m
-        xp.exp(s, out=s)
-        total = self.row_sum(s)
-        if mask is not None:
-            total[total == 0] = 1  # ... and 0 / 1 = 0 instead of NaN
-        s /= total
-        return s
+        return self._normalize(s, -1, masked=mask is not None)
 
     def _matmul_like(self, a, b, like):
         """a @ b, written into an array laid out like `like` when the product has its shape."""

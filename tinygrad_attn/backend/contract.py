@@ -22,101 +22,61 @@ from abc import ABC, abstractmethod
 
 
 class Backend(ABC):
-    device: str
-    xp: object
+    device: str  # the name a Tensor reports: "cpu", "cuda"
+    xp: object   # the array namespace
 
-    # ---- data movement ----------------------------------------------------
+    # data movement; random numbers
     @abstractmethod
-    def asarray(self, data, dtype=None):
-        """`data` (a list, a NumPy or a CuPy array) as an array of this backend."""
-
+    def asarray(self, data, dtype=None): """`data` (list, NumPy or CuPy array) as this backend's array."""
     @abstractmethod
-    def to_host(self, array):
-        """The array as a NumPy array."""
-
+    def to_host(self, array): """The array as a NumPy array."""
     @abstractmethod
-    def synchronize(self) -> None:
-        """Wait until queued work is done (for timing)."""
-
-    # ---- random numbers ---------------------------------------------------
+    def synchronize(self) -> None: """Wait until queued work is done (for timing)."""
     @abstractmethod
     def seed(self, seed: int) -> None: ...
-
     @abstractmethod
     def random_normal(self, shape, dtype): ...
-
     @abstractmethod
     def random_uniform(self, shape, dtype): ...
-
     @abstractmethod
     def random_integers(self, low, high, shape): ...
 
-    # ---- what the Array API lacks ----------------------------------------
+    # what the Array API lacks
     @abstractmethod
-    def scatter_add(self, target, index, values) -> None:
-        """target[index] += values, repeated indices accumulating."""
-
+    def scatter_add(self, target, index, values) -> None: """target[index] += values, repeats accumulating."""
     @abstractmethod
     def erf(self, x): ...
-
     @abstractmethod
-    def row_sum(self, a):
-        """a.sum(axis=-1, keepdims=True)."""
-
+    def row_sum(self, a): """a.sum(axis=-1, keepdims=True)."""
     @abstractmethod
-    def row_dot(self, a, b):
-        """(a * b).sum(axis=-1, keepdims=True)."""
-
+    def row_dot(self, a, b): """(a * b).sum(axis=-1, keepdims=True)."""
     @abstractmethod
-    def column_sum(self, a):
-        """a.sum(axis=0) of a matrix (n, d): the gradient of a bias."""
-
+    def column_sum(self, a): """a.sum(axis=0) of a matrix (n, d): a bias gradient."""
     @abstractmethod
-    def column_dot(self, a, b):
-        """(a * b).sum(axis=0) of matrices (n, d): the gradient of a scale."""
+    def column_dot(self, a, b): """(a * b).sum(axis=0) of matrices (n, d): a scale gradient."""
 
-    # ---- named kernels ----------------------------------------------------
+    # named kernels: array_kernels.py gives each one's formula
     @abstractmethod
-    def softmax(self, x, axis, mask):
-        """softmax over `axis`; a boolean `mask` (True = keep) zeroes the rest, and a row
-        with nothing kept is all zeros."""
-
+    def softmax(self, x, axis, mask): """Masked entries (mask False) 0; a row with none kept all 0."""
     @abstractmethod
     def softmax_backward(self, y, g, axis): ...
-
     @abstractmethod
     def log_softmax(self, x, axis): ...
-
     @abstractmethod
     def log_softmax_backward(self, y, g, axis): ...
-
     @abstractmethod
-    def cross_entropy(self, logits, targets, ignore_index, label_smoothing):
-        """(loss per position, saved): 0 where the target is `ignore_index`."""
-
+    def cross_entropy(self, logits, targets, ignore_index, label_smoothing): """(loss per position, saved)."""
     @abstractmethod
-    def cross_entropy_backward(self, logits, targets, saved, grad_scale, ignore_index, label_smoothing):
-        """d/dlogits of sum(loss * grad_scale); grad_scale is a number or one per position."""
-
+    def cross_entropy_backward(self, logits, targets, saved, grad_scale, ignore_index, label_smoothing): ...
     @abstractmethod
-    def layer_norm(self, x, weight, bias, eps):
-        """(y, saved) for y = (x - mean) / sqrt(var + eps) * weight + bias over the last axis."""
-
+    def layer_norm(self, x, weight, bias, eps): """(y, saved)."""
     @abstractmethod
-    def layer_norm_backward(self, x, weight, g, saved, needs):
-        """(dx, dweight, dbias); `needs` says which of the three to compute (others None)."""
-
+    def layer_norm_backward(self, x, weight, g, saved, needs): """(dx, dweight, dbias), None where not needed."""
     @abstractmethod
-    def gelu_tanh(self, x):
-        """(y, saved) for GELU's tanh approximation."""
-
+    def gelu_tanh(self, x): """(y, saved)."""
     @abstractmethod
     def gelu_tanh_backward(self, x, saved, g): ...
-
     @abstractmethod
-    def attention(self, q, k, v, mask, scale, keep):
-        """(out, saved) for out = (softmax(scale q k^T + mask) * keep) v."""
-
+    def attention(self, q, k, v, mask, scale, keep): """(out, saved): out = (softmax(scale q k^T + mask) keep) v."""
     @abstractmethod
-    def attention_backward(self, q, k, v, saved, keep, g, scale):
-        """(dq, dk, dv), each laid out in memory like its input where the shapes agree."""
+    def attention_backward(self, q, k, v, saved, keep, g, scale): """(dq, dk, dv), laid out like q, k, v."""

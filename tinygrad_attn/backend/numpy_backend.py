@@ -1,10 +1,14 @@
-"""The CPU backend: NumPy arrays, the kernels of array_kernels.py, and NumPy's fast paths."""
+"""The CPU backend: NumPy arrays, the kernels of array_kernels.py run on several cores, and
+NumPy's fast paths."""
 import math
 
 import numpy as np
 
 from .array_kernels import ArrayKernels
 from .contract import Backend
+from .row_threads import RowThreads
+
+_MIN_ELEMENTS = 1 << 16  # per thread: below this a hand-off costs more than it saves
 
 
 class NumpyBackend(ArrayKernels, Backend):
@@ -13,7 +17,12 @@ class NumpyBackend(ArrayKernels, Backend):
 
     def __init__(self):
         self.rng = np.random.default_rng()
+        self.rows = RowThreads()
         self._erf = np.vectorize(math.erf, otypes=[np.float64])
+
+    def set_num_threads(self, n: int) -> None:
+        """How many threads the kernels split their rows over (default: OMP_NUM_THREADS, else the cores)."""
+        self.rows = RowThreads(n)
 
     def seed(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
@@ -90,3 +99,109 @@ class NumpyBackend(ArrayKernels, Backend):
     @staticmethod
     def column_dot(a, b):
         return np.einsum("ni,ni->i", a, b)
+
+    # ---- the row-independent kernels, split over threads ------------------------
+    # Each part runs array_kernels.py's kernel on a slice of the leading axis and writes its
+    # output into one array; what a part saves for backward stays per slice, and the
+    # backward splits the same way.
+    def _parts(self, first, part, work_per_row=None):
+        """(slices, [part(s) for s in slices]) over `first`'s leading axis, or None for one thread."""
+        n = first.shape[0] if first.ndim else 0
+        if n < 2:
+            return None
+        per_row = work_per_row or max(first.size // n, 1)
+        slices = self.rows.slices(n, -(-_MIN_ELEMENTS // per_row))
+        return None if slices is None else (slices, self.rows.map(part, slices))
+
+    def _backward_parts(self, saved, part):
+        return self.rows.map(lambda i: part(saved.slices[i], saved.parts[i]), range(len(saved.slices)))
+
+    def gelu_tanh(self, x):
+        y = np.empty_like(x)
+
+        def part(sl):
+            y[sl], s = super(NumpyBackend, self).gelu_tanh(x[sl])
+            return s
+        done = self._parts(x, part)
+        return super().gelu_tanh(x) if done is None else (y, _PerSlice(*done))
+
+    def gelu_tanh_backward(self, x, saved, g):
+        if not isinstance(saved, _PerSlice):
+            return super().gelu_tanh_backward(x, saved, g)
+        dx = np.empty_like(x)
+
+        def part(sl, s):
+            dx[sl] = super(NumpyBackend, self).gelu_tanh_backward(x[sl], s, g[sl])
+        self._backward_parts(saved, part)
+        return dx
+
+    def layer_norm(self, x, weight, bias, eps):
+        y = np.empty_like(x)
+
+        def part(sl):
+            y[sl], saved = super(NumpyBackend, self).layer_norm(x[sl], weight, bias, eps)
+            return saved
+        done = self._parts(x, part)
+        return super().layer_norm(x, weight, bias, eps) if done is None else (y, _PerSlice(*done))
+
+    def layer_norm_backward(self, x, weight, g, saved, needs):
+        if not isinstance(saved, _PerSlice):
+            return super().layer_norm_backward(x, weight, g, saved, needs)
+        dx = np.empty_like(x) if needs[0] else None
+
+        def part(sl, saved_part):
+            gx, gw, gb = super(NumpyBackend, self).layer_norm_backward(x[sl], weight, g[sl], saved_part, needs)
+            if dx is not None:
+                dx[sl] = gx
+            return gw, gb
+        parts = self._backward_parts(saved, part)
+        dw = sum(p[0] for p in parts) if needs[1] else None  # each slice's partial column sums
+        db = sum(p[1] for p in parts) if needs[2] else None
+        return dx, dw, db
+
+    def attention(self, q, k, v, mask, scale, keep):
+        item = _per_item(q, k, v, mask, keep)
+        if item is None:
+            return super().attention(q, k, v, mask, scale, keep)
+        out = np.empty_like(q) if q.shape[-1] == v.shape[-1] else np.empty(q.shape[:-1] + v.shape[-1:], q.dtype)
+
+        def part(sl):
+            out[sl], p = super(NumpyBackend, self).attention(q[sl], k[sl], v[sl], item(mask, sl), scale, item(keep, sl))
+            return p
+        done = self._parts(q, part, work_per_row=q[0].size // q.shape[-1] * k.shape[-2])
+        return super().attention(q, k, v, mask, scale, keep) if done is None else (out, _PerSlice(*done))
+
+    def attention_backward(self, q, k, v, saved, keep, g, scale):
+        if not isinstance(saved, _PerSlice):
+            return super().attention_backward(q, k, v, saved, keep, g, scale)
+        grads = [np.empty_like(a) for a in (q, k, v)]
+
+        def part(sl, p):
+            for full, piece in zip(grads, super(NumpyBackend, self).attention_backward(
+                    q[sl], k[sl], v[sl], p, _item(keep, sl, q.ndim), g[sl], scale)):
+                full[sl] = piece
+        self._backward_parts(saved, part)
+        return tuple(grads)
+
+
+class _PerSlice:
+    """What a kernel split over threads saved: one value per slice of the leading axis."""
+
+    def __init__(self, slices, parts):
+        self.slices, self.parts = slices, parts
+
+
+def _item(a, sl, ndim):
+    """Batch items `sl` of a mask or dropout array that has the batch axis, else the array as it is."""
+    return a[sl] if a is not None and a.ndim == ndim and a.shape[0] != 1 else a
+
+
+def _per_item(q, k, v, mask, keep):
+    """A slicer for the attention's masks when q, k and v share their leading (batch) axis, else None."""
+    n, ndim = q.shape[0], q.ndim
+    if ndim < 3 or k.ndim != ndim or v.ndim != ndim or k.shape[0] != n or v.shape[0] != n:
+        return None
+    batch = np.broadcast_shapes(*(a.shape[:-2] for a in (q, k, v, mask, keep) if a is not None and a.ndim >= 2))
+    if batch != q.shape[:-2]:
+        return None  # k, v or a mask with batch axes q lacks: the output is larger than q
+    return lambda a, sl: _item(a, sl, ndim)

@@ -8,6 +8,8 @@ import os
 import random
 import re
 
+from ..errors import DataError
+
 CORPUS_FILE = "shakespeare.txt.gz"
 # Each play in the bundle starts with a line `=== <name> ===` (see scripts/build_corpus.py).
 _SEPARATOR = re.compile(r"^=== (.+) ===\n", re.MULTILINE)
@@ -42,13 +44,23 @@ def corpus_splits(texts: dict[str, str], n_eval_plays: int = 2, seed: int = 0) -
 
 
 def load_text_file(path: str | os.PathLike) -> str:
-    """Read a user's UTF-8 text file (for `--data PATH`); errors clearly if missing or empty."""
+    """Read a user's UTF-8 text file (for `--data PATH`); DataError naming the file if it is a
+    directory, unreadable, not UTF-8 or empty (FileNotFoundError if it does not exist)."""
+    name = os.fspath(path)
+    if os.path.isdir(path):
+        raise DataError(f"load_text_file: {name!r} is a directory; give a UTF-8 text file")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"load_text_file: no such file: {os.fspath(path)!r}")
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+        raise FileNotFoundError(f"load_text_file: no such file: {name!r}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError as e:
+        raise DataError(f"load_text_file: {name!r} is not UTF-8 text (byte {e.start} is 0x{e.object[e.start]:02x}); "
+                        f"convert it first, e.g. iconv -f latin1 -t utf-8") from None
+    except OSError as e:
+        raise DataError(f"load_text_file: cannot read {name!r}: {e.strerror or e}") from None
     if not text.strip():
-        raise ValueError(f"load_text_file: {os.fspath(path)!r} is empty; it needs some text to train on")
+        raise DataError(f"load_text_file: {name!r} is empty; it needs some text to train on")
     return text
 
 
@@ -61,6 +73,6 @@ def split_text(text: str, eval_fraction: float = 0.1) -> tuple[str, str]:
         raise ValueError(f"split_text: eval_fraction={eval_fraction} must be in (0, 1)")
     cut = int(len(text) * (1.0 - eval_fraction))
     if cut == 0 or cut == len(text):
-        raise ValueError(f"split_text: text of {len(text)} characters is too short to split "
+        raise DataError(f"split_text: text of {len(text)} characters is too short to split "
                          f"with eval_fraction={eval_fraction}")
     return text[:cut], text[cut:]
