@@ -122,8 +122,8 @@ def _fresh_setup(args, kind):
         if getattr(args, flag) is not None:
             setattr(config, field, getattr(args, flag))
     if args.whole_word_mask:
-        if kind.name != "mlm":
-            raise CLIError("--whole-word-mask is for mlm runs (a gpt predicts every next token)")
+        if not hasattr(config, "whole_word_mask"):
+            raise CLIError(f"--whole-word-mask is for mlm runs (a {kind.name} predicts every token, nothing is masked)")
         config.whole_word_mask = True
     config.vocab_size = max(config.vocab_size, 1)    # set from the tokenizer below; checked for the rest now
     try:
@@ -277,7 +277,7 @@ def cmd_eval(args) -> int:
     ids = encode_chunks(run.tokenizer, load_corpus(data).chunks("eval"))
     _check_long_enough(ids, "held-out", kind.context(config), data)
     unigram_id = None
-    if run.kind == "mlm":
+    if kind.unigram_baseline:
         unigram_id = most_frequent_token(encode_chunks(run.tokenizer, load_corpus(data).chunks("train")), run.tokenizer)
     with tga.no_grad():
         result = kind.eval_fn(config, train, ids, run.tokenizer, args.batches, unigram_id)(run.model)

@@ -40,6 +40,7 @@ class ModelKind:
                                        # loss, or a dict with "eval_loss" (mlm: "eval_acc", "unigram_acc" too)
     demo: Callable                     # (model, tokenizer, bundled_data: bool, seed) -> text to print
     key_shapes: Callable               # config -> {tensor name: (shape, the fields that set it)}
+    unigram_baseline: bool = False     # eval also scores "always the most frequent training token"
 
     def context(self, config) -> int:
         return getattr(config, self.context_field)
@@ -149,5 +150,6 @@ KINDS = {
         commands=frozenset({"fill-mask"}),
         specials=lambda c: c.specials,
         fit_tokenizer=_mlm_fit_tokenizer, batch_fn=_mlm_batches, eval_fn=_mlm_eval, demo=_mlm_demo,
+        unigram_baseline=True,
         key_shapes=lambda c: {**_shared_shapes(c, "max_len"), "head_bias": ((c.vocab_size,), "vocab_size")}),
 }
