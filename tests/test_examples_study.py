@@ -34,9 +34,14 @@ def _check_pngs(out, tmp_path, names):
 @pytest.fixture(scope="module")
 def study_run(tmp_path_factory):
     """A study model trained for a few steps, shared by the examples' tests through --run."""
+    import contextlib
+    import io
     from tinygrad_attn.models.study import study_model
     out = tmp_path_factory.mktemp("study")
-    assert study_model(out=out, quick=True).trained
+    said = io.StringIO()
+    with contextlib.redirect_stdout(said):
+        study = study_model(out=out, quick=True)       # no run yet: trained on the spot, and it says so
+    assert study.trained and "no --run given: training a small mlm here (30 steps" in said.getvalue()
     return str(out)
 
 
@@ -86,10 +91,11 @@ def test_backprop_through_attention(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.filterwarnings("ignore")
-def test_contextual_embeddings_trains_then_loads(tmp_path, monkeypatch, capsys):
-    args = ["--quick", "--model-out", str(tmp_path / "mlm")]
+def test_contextual_embeddings_loads_the_model_trained_earlier(study_run, monkeypatch, capsys):
+    args = ["--quick", "--model-out", study_run]                 # trained by the fixture: loaded, not retrained
     out = run_example("contextual_embeddings.py", args, monkeypatch, capsys)
-    assert "no --run given: training a small mlm here" in out and "weights: TRAINED" in out
+    assert "loading the mlm trained earlier in" in out and "training a small" not in out
+    assert "weights: TRAINED" in out
     # the table row does not see the context: identical vectors in both sentences
     assert re.search(r"table \|\s+1\.000\s+1\.000\s+0\.000", out)
     # with BPE " play" sits at different positions, so layer 0 differs, and the script says why instead of "dist 0"
@@ -98,8 +104,6 @@ def test_contextual_embeddings_trains_then_loads(tmp_path, monkeypatch, capsys):
     dist = float(re.search(r"2 block \|\s+[-0-9.]+\s+[-0-9.]+\s+([0-9.]+)", out).group(1))
     assert dist > 0                                         # a block mixes in the context
     assert "cls pooling" in out
-    again = run_example("contextual_embeddings.py", args, monkeypatch, capsys)
-    assert "loading the mlm trained earlier in" in again and "training a small" not in again
 
 
 def test_contextual_embeddings_says_dist_0_only_when_it_is_0(monkeypatch, capsys):
