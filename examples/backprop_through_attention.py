@@ -100,7 +100,7 @@ def train_and_inspect(args, out, plots):
                  plots.plot_grad_norms(cap.grad_norms(), out / "grad_norms.png", title="gradient norm per parameter"),
                  plots.plot_head_grad_norms({"before": before.head_grad_norms()[layer],
                                              "after": cap.head_grad_norms()[layer]}, out / "head_grad_norms.png",
-                                            title=f"{layer}: gradient norm per head")]
+                                            title=f"{layer}: gradient norm per head (log colour scale)", log=True)]
         return paths
     return []
 

@@ -301,6 +301,10 @@ def test_plots_write_pngs_of_the_requested_size(tmp_path):
                                            figsize=(4, 3), dpi=50),
             lambda p: plots.plot_grad_norms(cap.layer_grad_norms(), p, figsize=(4, 3), dpi=50),
             lambda p: plots.plot_head_grad_norms(cap.head_grad_norms(), p, figsize=(4, 3), dpi=50),
+            lambda p: plots.plot_head_grad_norms({"before": [0.2, 0.1], "after": [0.006, 0.01]}, p, figsize=(4, 3),
+                                                 dpi=50, log=True),
+            lambda p: plots.plot_matrices({"signed": np.array([[-1.0, 2.0], [0.5, 0.0]]), "weights": np.eye(2)}, p,
+                                          title="two panels", row_labels=["a", "b"], figsize=(4, 3), dpi=50),
             lambda p: plots.plot_loss_curve(log, p, figsize=(4, 3), dpi=50),
             lambda p: plots.plot_curves([1, 2], {"a": [1.0, 0.5]}, p, figsize=(4, 3), dpi=50)]
     for i, job in enumerate(jobs):

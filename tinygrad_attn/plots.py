@@ -130,8 +130,11 @@ def plot_grad_norms(norms: dict, path="grad_norms.png", title: str = "gradient n
 
 
 def plot_head_grad_norms(head_norms: dict, path="head_grad_norms.png", title: str = "gradient norm per head",
-                         figsize=None, dpi: int = 100) -> Path:
-    """A layers x heads heatmap of `cap.head_grad_norms()` (layer -> (H,) norms), values written in."""
+                         figsize=None, dpi: int = 100, log: bool = False) -> Path:
+    """A layers x heads heatmap of `cap.head_grad_norms()` (layer -> (H,) norms), values written in.
+
+    `log`: a logarithmic colour scale, for rows whose norms differ by orders of magnitude
+    (before and after training), which a linear scale from 0 draws as one black row."""
     if not head_norms:
         raise ValueError("plot_head_grad_norms: no head norms given (did backward run?)")
     layers = list(head_norms)
@@ -140,20 +143,26 @@ def plot_head_grad_norms(head_norms: dict, path="head_grad_norms.png", title: st
     grid = np.full((len(rows), width), np.nan)
     for i, r in enumerate(rows):
         grid[i, :r.size] = r
-    if figsize is None:
-        figsize = (2.5 + 0.7 * width, 1.0 + 0.45 * len(rows))
+    if figsize is None:   # wide enough for the title too
+        figsize = (max(2.5 + 0.7 * width, 1.0 + 0.075 * len(title)), 1.0 + 0.45 * len(rows))
     fig = _figure(figsize, dpi)
     ax = fig.subplots()
-    image = ax.imshow(grid, cmap="magma", aspect="auto", vmin=0.0)   # from 0: a ratio of colours is a ratio of norms
+    if log:
+        from matplotlib.colors import LogNorm
+        positive = grid[np.isfinite(grid) & (grid > 0)]
+        norm = LogNorm(vmin=positive.min(), vmax=positive.max()) if positive.size else None
+        image = ax.imshow(grid, cmap="magma", aspect="auto", norm=norm)
+    else:   # from 0: a ratio of colours is a ratio of norms
+        image = ax.imshow(grid, cmap="magma", aspect="auto", vmin=0.0)
     ax.set_xticks(range(width), [f"head {h}" for h in range(width)], fontsize=7)
     ax.set_yticks(range(len(layers)), layers, fontsize=7)
-    top = np.nanmax(grid)
+    bright = image.norm(grid)   # where each cell sits on the colour scale, 0..1
     for i in range(grid.shape[0]):
         for j in range(width):
             if np.isfinite(grid[i, j]):
                 ax.text(j, i, f"{grid[i, j]:.2g}", ha="center", va="center", fontsize=6,
-                        color="white" if grid[i, j] < 0.6 * top else "black")
-    fig.colorbar(image, ax=ax, label="L2 norm")
+                        color="white" if bright[i, j] < 0.6 else "black")
+    fig.colorbar(image, ax=ax, label="L2 norm (log scale)" if log else "L2 norm")
     ax.set_title(title, fontsize=10)
     return _save(fig, path)
 
