@@ -199,7 +199,7 @@ def _train(args, kind, out, device, config, train, data, tokenizer, corpus) -> i
           f"{train.steps} steps of {train.batch_size} on {device}")
     trainer = Trainer(model, opt, kind.batch_fn(config, train, train_ids, tokenizer),
                       steps=train.steps, schedule=sched,
-                      eval_fn=kind.eval_fn(config, train, eval_ids, tokenizer, train.eval_batches),
+                      eval_fn=kind.eval_fn(_token_masking(config), train, eval_ids, tokenizer, train.eval_batches),
                       eval_every=train.eval_every, out_dir=out, grad_clip=train.grad_clip, seed=train.seed,
                       extra={"kind": kind.name, "model_config": config.to_dict(), "train_config": train.to_dict(),
                              "data": data_record(data), "tokenizer": tokenizer_record(tokenizer)},
@@ -271,7 +271,7 @@ def cmd_fill_mask(args) -> int:
 
 def cmd_eval(args) -> int:
     run = load_run(args.out, _check_device(args.device))
-    kind, config = KINDS[run.kind], run.model.config
+    kind, config = KINDS[run.kind], _token_masking(run.model.config, args.whole_word_mask)
     train = TrainConfig.from_dict(run.extra["train_config"])
     data = args.data or data_source(run.extra, args.allow_data_change, warn)
     ids = encode_chunks(run.tokenizer, load_corpus(data).chunks("eval"))
@@ -290,6 +290,16 @@ def cmd_eval(args) -> int:
               f"{run.tokenizer.id_to_token(unigram_id)!r}, the most frequent training token) "
               f"{100 * result['unigram_acc']:.1f}%")
     return 0
+
+
+def _token_masking(config, whole_words: bool = False):
+    """The config held-out evaluation uses: every run measured with the same masking (token by token unless
+    asked for whole words), whatever it was trained with."""
+    if not hasattr(config, "whole_word_mask"):
+        if whole_words:
+            raise CLIError("--whole-word-mask is for mlm runs (nothing else is masked)")
+        return config
+    return config.replace(whole_word_mask=whole_words)
 
 
 def most_frequent_token(ids, tokenizer) -> int:
@@ -401,6 +411,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default="runs/gpt", help="run directory (default: %(default)s)")
     e.add_argument("--batches", type=POSITIVE, help="cap on eval batches (default: all held-out text)")
     e.add_argument("--data", help="evaluate on the held-out part of this file (default: the run's own data)")
+    e.add_argument("--whole-word-mask", action="store_true",
+                   help="mlm: mask whole words in the held-out batches (default: token by token)")
     e.add_argument("--allow-data-change", action="store_true",
                    help="evaluate although the run's data file changed since training")
     _device(e)

@@ -99,10 +99,10 @@ def _mlm_batches(config, train, ids, tokenizer):
 
 
 def _mlm_eval(config, train, ids, tokenizer, max_batches, unigram_id=None):
-    """Held-out masked-token loss and top-1 accuracy; with `unigram_id`, also the accuracy of always
-    answering that token (the most frequent training token) on the same positions."""
-    # every run is measured on the same token-level masking, whatever it was trained with
-    batch = _mlm_batches(config.replace(whole_word_mask=False), train, ids, tokenizer)
+    """Held-out masked-token loss and top-1 accuracy, masking tokens (or whole words, as
+    config.whole_word_mask says); with `unigram_id`, also the accuracy of always answering that
+    token (the most frequent training token) on the same positions."""
+    batch = _mlm_batches(config, train, ids, tokenizer)
 
     def evaluate(model):
         rng = np.random.default_rng(12345)  # the same masked rows at every evaluation

@@ -72,6 +72,9 @@ def test_train_mlm_and_fill_mask(capsys, tmp_path, text_file):
                         "--out", tmp_path / "wwm", "--data", text_file, "--tokenizer", "bpe", "--vocab-size", 300,
                         "--whole-word-mask")
     assert rc == 0 and read_metrics(tmp_path / "wwm")[-1]["eval_acc"] >= 0
+    rc, words, _ = run(capsys, "eval", "--out", tmp_path / "wwm", "--batches", 2, "--whole-word-mask")
+    rc2, tokens, _ = run(capsys, "eval", "--out", tmp_path / "wwm", "--batches", 2)
+    assert rc == rc2 == 0 and "top-1 accuracy" in words and words.splitlines()[0] != tokens.splitlines()[0]
     rc, _, err = run(capsys, "train", "gpt", "--preset", "tiny", "--whole-word-mask", "--out", tmp_path / "g")
     assert rc == 2 and "--whole-word-mask is for mlm runs" in err
 
