@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 
 import tinygrad_attn as tga
-from tinygrad_attn import checkpoint, optim
+from tinygrad_attn import checkpoint, distributed, optim
 from tinygrad_attn.batching import lm_batches, lm_eval_batches, mlm_batches
 from tinygrad_attn.data import corpus_splits, load_shakespeare, load_text_file, split_text
+from tinygrad_attn.errors import DistributedError
 from tinygrad_attn.tokenizers import build_tokenizer, load_tokenizer
 from tinygrad_attn.train import CHECKPOINT_DIR, METRICS_FILE, Trainer
 
@@ -131,6 +132,11 @@ def load_run(out_dir, device: str = "cpu"):
 
 def cmd_train(args) -> int:
     kind, out = args.model, Path(args.out or f"runs/{args.model}")
+    # under `mpiexec -n N` the N processes train one model; rank 0 alone writes and prints
+    ranks, main_rank = distributed.world_size(), distributed.is_main()
+    if ranks > 1 and args.device == "cuda":
+        from tinygrad_attn.backend.nccl import select_local_gpu
+        select_local_gpu(distributed.local_rank())
     device = _check_device(args.device)
     ckpt = out / CHECKPOINT_DIR
     if args.resume:
@@ -168,11 +174,13 @@ def cmd_train(args) -> int:
         config.vocab_size = tokenizer.vocab_size
         if kind == "mlm":
             config.pad_id = tokenizer.token_to_id("[PAD]")
-        if args.overwrite:
-            shutil.rmtree(ckpt, ignore_errors=True)
-            (out / METRICS_FILE).unlink(missing_ok=True)
-        out.mkdir(parents=True, exist_ok=True)
-        tokenizer.save(out / TOKENIZER_FILE)
+        if main_rank:
+            if args.overwrite:
+                shutil.rmtree(ckpt, ignore_errors=True)
+                (out / METRICS_FILE).unlink(missing_ok=True)
+            out.mkdir(parents=True, exist_ok=True)
+            tokenizer.save(out / TOKENIZER_FILE)
+    distributed.local_batch_size(train.batch_size, ranks)   # --batch-size is the global batch: it must split
 
     train_ids, eval_ids = encode(tokenizer, train_text), encode(tokenizer, eval_text)
     tga.manual_seed(train.seed)
@@ -180,20 +188,27 @@ def cmd_train(args) -> int:
     opt = optim.AdamW(optim.param_groups_for_weight_decay(model, train.weight_decay), lr=train.lr,
                       betas=train.betas)
     sched = optim.WarmupCosine(opt, min(train.warmup_steps, train.steps), train.steps, train.min_lr_ratio)
-    print(f"{kind}: {model.num_parameters():,} parameters, {config.tokenizer} tokenizer with "
-          f"{tokenizer.vocab_size} tokens; {len(train_ids):,} training / {len(eval_ids):,} held-out tokens; "
-          f"{train.steps} steps of {train.batch_size} on {device}")
-    trainer = Trainer(model, opt, make_batch_fn(kind, config, train, train_ids, tokenizer),
+    say = print if main_rank else (lambda *a: None)
+    say(f"{kind}: {model.num_parameters():,} parameters, {config.tokenizer} tokenizer with "
+        f"{tokenizer.vocab_size} tokens; {len(train_ids):,} training / {len(eval_ids):,} held-out tokens; "
+        f"{train.steps} steps of {train.batch_size} on {device}" + (f", {ranks} ranks" if ranks > 1 else ""))
+    batch_fn, parallel = make_batch_fn(kind, config, train, train_ids, tokenizer), None
+    if ranks > 1:
+        parallel = distributed.DataParallel(model)
+        batch_fn = parallel.shard(batch_fn)
+    trainer = Trainer(model, opt, batch_fn,
                       steps=train.steps, schedule=sched,
                       eval_fn=make_eval_fn(kind, config, train, eval_ids, tokenizer, train.eval_batches),
                       eval_every=train.eval_every, out_dir=out, grad_clip=train.grad_clip, seed=train.seed,
                       extra={"kind": kind, "model_config": config.to_dict(), "train_config": train.to_dict(),
                              "data": data},
-                      desc=f"train {kind}")
+                      desc=f"train {kind}", parallel=parallel)
     try:
         trainer.fit(resume=args.resume)
     except KeyboardInterrupt:
         return 130
+    if not main_rank:
+        return 0
     print(f"saved to {out} (checkpoint, {TOKENIZER_FILE}, {METRICS_FILE}) after {trainer.elapsed:.0f}s of training")
     if args.no_sample:
         return 0
@@ -312,13 +327,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    # every rank reports an error that all ranks raise together (rank 0 prints it); any
+    # other error on a rank aborts all of them with its message, so that none waits forever
+    report = print if distributed.launched_rank() == 0 else (lambda *a, **k: None)
     try:
-        return args.func(args)
-    except (CLIError, tga.CheckpointError, FileNotFoundError, tga.DeviceError) as e:
-        print(f"tinygrad-attn: error: {e}", file=sys.stderr)
+        with distributed.abort_on_error(distributed.world(), collective=(DistributedError, FloatingPointError)):
+            return args.func(args)
+    except (CLIError, tga.CheckpointError, FileNotFoundError, tga.DeviceError, DistributedError) as e:
+        report(f"tinygrad-attn: error: {e}", file=sys.stderr)
         return 2
     except FloatingPointError as e:   # the trainer's non-finite guard
-        print(f"tinygrad-attn: training stopped: {e}", file=sys.stderr)
+        report(f"tinygrad-attn: training stopped: {e}", file=sys.stderr)
         return 1
 
 

@@ -177,6 +177,8 @@ def run_backward(roots, root_grads, *, retain_graph=False, create_graph=False, i
                 found[wanted[id(tensor)]] = g
             elif wanted is None and (tensor._ctx is None or tensor._retains_grad):
                 tensor._store_grad(g if create_graph else g.detach())
+                for hook in tensor._post_hooks or ():
+                    hook(tensor)
             ctx = tensor._ctx
             if ctx is None:
                 continue

@@ -24,3 +24,7 @@ class GraphError(TinygradAttnError, RuntimeError):
 
 class CheckpointError(TinygradAttnError, ValueError):
     """A checkpoint that is missing, truncated, corrupted or does not match the model."""
+
+
+class DistributedError(TinygradAttnError, RuntimeError):
+    """Data-parallel training that cannot run: no mpi4py, ranks whose models differ, a batch that does not split."""

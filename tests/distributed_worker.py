@@ -1,0 +1,153 @@
+"""The side of tests/test_distributed.py that runs under `mpiexec -n 2` (and the shared tiny training run).
+
+    mpiexec -n 2 python tests/distributed_worker.py train RESULTS_DIR REFERENCE_AT_10
+    mpiexec -n 2 python tests/distributed_worker.py fail RESULTS_DIR
+
+Rank 0 writes what the test compares into RESULTS_DIR (JSON and .npz files).
+"""
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import tinygrad_attn as tga  # noqa: E402
+from models.config import GPTConfig  # noqa: E402
+from models.decoder import GPT  # noqa: E402
+from tinygrad_attn import distributed, optim  # noqa: E402
+from tinygrad_attn.batching import lm_batches  # noqa: E402
+from tinygrad_attn.errors import DistributedError  # noqa: E402
+from tinygrad_attn.train import Trainer  # noqa: E402
+
+STEPS, BATCH, SEQ, VOCAB = 20, 8, 16, 40
+# a learnable sequence: each token mostly follows from the one before (so the loss curve falls)
+_NOISE = np.random.default_rng(7).integers(0, 3, 4000)
+IDS = np.cumsum(7 + _NOISE) % VOCAB
+EVAL_X = IDS[None, :SEQ * 4].reshape(4, SEQ)
+EVAL_Y = IDS[None, 1:SEQ * 4 + 1].reshape(4, SEQ)
+
+
+def build_model(d_ff=None):
+    tga.manual_seed(0)
+    return GPT(GPTConfig(vocab_size=VOCAB, seq_len=SEQ, d_model=32, n_heads=2, n_layers=2, d_ff=d_ff))
+
+
+def make_trainer(model, out_dir=None, parallel=None):
+    """The same tiny run on any number of ranks: global batch BATCH, AdamW, warm-up + cosine, clipping."""
+    opt = optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.1)
+    sched = optim.WarmupCosine(opt, 4, STEPS, 0.1)
+    batch_fn = lambda rng: lm_batches(IDS, BATCH, SEQ, rng)  # noqa: E731
+    if parallel is not None:
+        batch_fn = parallel.shard(batch_fn)
+    return Trainer(model, opt, batch_fn, steps=STEPS, schedule=sched, eval_every=10, out_dir=out_dir, seed=1,
+                   eval_fn=lambda m: m.loss(EVAL_X, EVAL_Y).item(), progress=False, print_fn=lambda *a: None,
+                   parallel=parallel)
+
+
+def params(model) -> dict:
+    return {name: p.numpy().copy() for name, p in model.named_parameters()}
+
+
+def losses(history) -> list:
+    return [r["loss"] for r in history]
+
+
+def _grads_three_ways(comm, results):
+    """The same averaged gradient from allreduce_gradients, from overlapped buckets, and from an allgather."""
+    model = build_model()
+    x, y = distributed.shard_batch(lm_batches(IDS, BATCH, SEQ, np.random.default_rng(3)), comm.rank, comm.size)
+    model.loss(x, y).backward()
+    local = {n: p.grad.numpy().copy() for n, p in model.named_parameters()}
+    distributed.allreduce_gradients(model, bucket_mb=0.01)
+    blocking = {n: p.grad.numpy().copy() for n, p in model.named_parameters()}
+    dp = distributed.DataParallel(model, bucket_mb=0.02, overlap=True)
+    for p in model.parameters():
+        p.grad = None
+    model.loss(x, y).backward()
+    dp.reduce_gradients()
+    overlapped = {n: p.grad.numpy().copy() for n, p in model.named_parameters()}
+    every = comm.allgather(local)
+    mean = {n: sum(g[n] for g in every) / comm.size for n in local}
+    results["buckets"] = len(dp.buckets.buckets)
+    results["blocking_vs_overlapped"] = max(float(np.abs(blocking[n] - overlapped[n]).max()) for n in local)
+    results["overlapped_vs_mean"] = max(float(np.abs(overlapped[n] - mean[n]).max()) for n in local)
+    results["local_vs_mean"] = max(float(np.abs(local[n] - mean[n]).max()) for n in local)
+
+
+def _mismatch_messages(comm, results):
+    """check_same_model names the rank and parameter; broadcast_parameters repairs different values."""
+    model = build_model(d_ff=64 if comm.rank == 1 else None)
+    try:
+        distributed.check_same_model(model)
+    except DistributedError as e:
+        results["shape_error"] = str(e)
+    model = build_model()
+    if comm.rank == 1:
+        model.get_submodule("ln_f").weight.data[3] += 1.0
+    try:
+        distributed.check_same_model(model)
+    except DistributedError as e:
+        results["value_error"] = str(e)
+    distributed.broadcast_parameters(model)
+    distributed.check_same_model(model)   # raises if the broadcast did not make them equal
+    results["broadcast_repairs"] = True
+
+
+def train(out: Path, reference_at_10: Path):
+    comm = distributed.world()
+    results = {"world_size": comm.size}
+    model = build_model()
+    dp = distributed.DataParallel(model, bucket_mb=0.02)   # several buckets even for this tiny model
+    trainer = make_trainer(model, out / "run", dp)
+    trainer.fit(until=1)
+    if comm.rank == 0:
+        np.savez(out / "after_1_step.npz", **params(model))
+    trainer.fit(until=10)
+    if comm.rank == 0:
+        shutil.copytree(out / "run", out / "run_at_10")   # the 2-rank checkpoint a 1-process run resumes
+    comm.Barrier()
+    trainer.fit()
+    results["losses"] = losses(trainer.history)
+    results["comm_seconds"] = dp.comm_seconds
+    if comm.rank == 0:
+        np.savez(out / "after_20_steps.npz", **params(model))
+
+    model = build_model()   # a checkpoint of one process at step 10, continued on 2 ranks
+    resumed = make_trainer(model, reference_at_10, distributed.DataParallel(model))
+    resumed.fit(resume=True)
+    results["resumed_from_1_process"] = losses(resumed.history)
+    if comm.rank == 0:
+        np.savez(out / "resumed_params.npz", **params(model))
+
+    _grads_three_ways(comm, results)
+    _mismatch_messages(comm, results)
+    if comm.rank == 0:
+        (out / "results.json").write_text(json.dumps(results))
+
+
+def fail(out: Path):
+    """Rank 1 raises in its third batch: every rank must stop (abort), none may hang."""
+    comm = distributed.world()
+    model = build_model()
+    dp = distributed.DataParallel(model)
+    trainer = make_trainer(model, None, dp)
+    draw = trainer.batch_fn
+
+    def batch_fn(rng):
+        if comm.rank == 1 and trainer.step == 2:
+            raise ValueError("a bad batch on purpose")
+        return draw(rng)
+    trainer.batch_fn = batch_fn
+    trainer.fit()
+    (out / f"finished_rank_{comm.rank}").write_text("should not get here")
+
+
+if __name__ == "__main__":
+    what, out = sys.argv[1], Path(sys.argv[2])
+    if what == "train":
+        train(out, Path(sys.argv[3]))
+    else:
+        fail(out)
