@@ -20,7 +20,7 @@ from models.decoder import GPT  # noqa: E402
 from tinygrad_attn import distributed, optim  # noqa: E402
 from tinygrad_attn.batching import lm_batches  # noqa: E402
 from tinygrad_attn.errors import DistributedError  # noqa: E402
-from tinygrad_attn.train import Trainer  # noqa: E402
+from tinygrad_attn.train import NonFiniteError, Trainer  # noqa: E402
 
 STEPS, BATCH, SEQ, VOCAB = 20, 8, 16, 40
 # a learnable sequence: each token mostly follows from the one before (so the loss curve falls)
@@ -96,6 +96,19 @@ def _mismatch_messages(comm, results):
     results["broadcast_repairs"] = True
 
 
+def _nan_on_one_rank(comm, results):
+    """A NaN loss on rank 1 alone stops both ranks at the same step with NonFiniteError (no abort, no hang)."""
+    model = build_model()
+    trainer = make_trainer(model, None, distributed.DataParallel(model))
+    loss = trainer.loss_fn
+    trainer.loss_fn = lambda m, b: loss(m, b) * (float("nan") if comm.rank == 1 and trainer.step == 1 else 1.0)
+    try:
+        trainer.fit()
+    except NonFiniteError as e:
+        results["nan_message"] = str(e)
+    results["nan_stopped_at"] = comm.allgather(trainer.step)
+
+
 def train(out: Path, reference_at_10: Path):
     comm = distributed.world()
     results = {"world_size": comm.size}
@@ -124,6 +137,7 @@ def train(out: Path, reference_at_10: Path):
 
     _grads_three_ways(comm, results)
     _mismatch_messages(comm, results)
+    _nan_on_one_rank(comm, results)
     if comm.rank == 0:
         (out / "results.json").write_text(json.dumps(results))
 

@@ -124,6 +124,13 @@ def test_a_model_that_differs_on_one_rank_is_named(runs):
 
 
 @needs_mpi
+def test_a_nan_loss_on_one_rank_stops_every_rank_at_the_same_step(runs):
+    _, _, two = runs
+    assert two["nan_stopped_at"] == [1, 1]
+    assert "step 2: the loss is nan" in two["nan_message"]
+
+
+@needs_mpi
 def test_only_rank_0_writes_the_checkpoint_and_metrics(runs):
     out, _, _ = runs
     steps = [json.loads(line)["step"] for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
