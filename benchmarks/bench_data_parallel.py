@@ -12,7 +12,9 @@ gloo). Every configuration is launched with `mpiexec -n N`, each rank with one t
 (OMP/OpenBLAS/MKL_NUM_THREADS=1, torch.set_num_threads(1)); rounds rotate who goes first.
 
 Reported per configuration: median tokens/s over rounds (global tokens / median step
-time of rank 0, which waits for the slowest rank at every allreduce); for ours, the
+time of rank 0, which waits for the slowest rank at every allreduce); speed-ups as the
+median over rounds of the ratio within a round; CPU seconds per step and rank (what
+the speed-up would be with a free core per rank: waiting sleeps, it costs no CPU); for ours, the
 seconds per step a rank spends blocked in gradient allreduce; for both, the time of one
 allreduce of the whole gradient (MPI Allreduce / gloo all_reduce) on 2 ranks. From those
 the script fits the step-time model of the README and predicts larger runs.
@@ -72,9 +74,11 @@ def worker_ours(steps, warmup):
                       print_fn=lambda *a: None, parallel=parallel)
     trainer.fit(until=warmup)
     comm_before = parallel.comm_seconds if parallel else 0.0
+    cpu_before = time.process_time()
     trainer.fit()
+    cpu_s = (time.process_time() - cpu_before) / steps
     step_times = [GLOBAL_BATCH * SHAPE["seq_len"] / r["tokens_per_s"] for r in trainer.history[warmup:]]
-    result = {"step_s": step_times, "allreduce_blocked_s": ((parallel.comm_seconds - comm_before) / steps
+    result = {"step_s": step_times, "cpu_s": cpu_s, "allreduce_blocked_s": ((parallel.comm_seconds - comm_before) / steps
                                                              if parallel else 0.0),
               "grad_bytes": sum(p.data.nbytes for p in model.parameters())}
     if parallel:
@@ -138,9 +142,9 @@ def worker_torch(steps, warmup, port):
         model = torch.nn.parallel.DistributedDataParallel(model)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.01)
     batches, rng = _data(rank, world), np.random.default_rng(1)
-    times = []
+    times, cpu_s = [], 0.0
     for i in range(warmup + steps):
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         x, y = (torch.from_numpy(a) for a in batches(rng))
         opt.zero_grad(set_to_none=True)
         loss = model(x, y)
@@ -150,7 +154,8 @@ def worker_torch(steps, warmup, port):
         loss.item()
         if i >= warmup:
             times.append(time.perf_counter() - t0)
-    result = {"step_s": times, "grad_bytes": sum(p.numel() * 4 for p in model.parameters())}
+            cpu_s += (time.process_time() - cpu0) / steps
+    result = {"step_s": times, "cpu_s": cpu_s, "grad_bytes": sum(p.numel() * 4 for p in model.parameters())}
     if world > 1:
         flat = torch.ones(result["grad_bytes"] // 4)
         result["allreduce_s"] = _time_allreduce(lambda: tdist.all_reduce(flat))
@@ -211,34 +216,43 @@ def main(argv=None):
                   f"{statistics.median(runs[config][-1]['step_s']) * 1e3:.1f} ms/step", file=sys.stderr)
 
     tokens = GLOBAL_BATCH * SHAPE["seq_len"]
+    median = statistics.median
     summary = {}
     for (framework, n), results in runs.items():
-        step = statistics.median(statistics.median(res["step_s"]) for res in results)
         summary[(framework, n)] = {
-            "step_ms": step * 1e3, "tokens_per_s": tokens / step,
-            "blocked_ms": statistics.median(res.get("allreduce_blocked_s", 0.0) for res in results) * 1e3,
-            "allreduce_ms": statistics.median(res.get("allreduce_s", 0.0) for res in results) * 1e3,
+            "step_ms": median(median(res["step_s"]) for res in results) * 1e3,
+            "cpu_ms": median(res["cpu_s"] for res in results) * 1e3,
+            "blocked_ms": median(res.get("allreduce_blocked_s", 0.0) for res in results) * 1e3,
+            "allreduce_ms": median(res.get("allreduce_s", 0.0) for res in results) * 1e3,
             "grad_bytes": results[0]["grad_bytes"]}
+
+    def paired(a, b, key="step_s"):
+        """Median over rounds of b's step time / a's within the round (both saw the same machine noise)."""
+        pick = (lambda res: median(res[key])) if key == "step_s" else (lambda res: res[key])
+        return median(pick(rb) / pick(ra) for ra, rb in zip(runs[a], runs[b]))
+
     print(f"\nglobal batch {GLOBAL_BATCH} x {SHAPE['seq_len']} tokens, model {SHAPE}, 1 thread per rank, "
           f"{args.rounds} rounds x {args.steps} steps, medians\n")
-    print("| framework | ranks | ms/step | tokens/s | vs 1 rank | blocked in allreduce ms/step | "
-          "one gradient allreduce ms |")
-    print("|---|---|---|---|---|---|---|")
+    print("| framework | ranks | ms/step | tokens/s | speed-up over 1 rank (paired) | CPU ms/step per rank | "
+          "speed-up by CPU time | blocked in allreduce ms/step | one gradient allreduce ms |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for (framework, n), s in summary.items():
-        base = summary[(framework, 1)]["tokens_per_s"]
         name = "tinygrad_attn (MPI)" if framework == "ours" else "PyTorch DDP (gloo)"
+        one = (framework, 1)
+        speedup = f"{paired((framework, n), one):.2f}x" if n > 1 else "1.00x"
+        cpu_speedup = f"{paired((framework, n), one, 'cpu_s'):.2f}x" if n > 1 else "1.00x"
         blocked = f"{s['blocked_ms']:.2f}" if framework == "ours" and n > 1 else "-"
         allreduce = f"{s['allreduce_ms']:.2f}" if n > 1 else "-"
-        print(f"| {name} | {n} | {s['step_ms']:.1f} | {s['tokens_per_s']:,.0f} | {s['tokens_per_s'] / base:.2f}x | "
-              f"{blocked} | {allreduce} |")
+        print(f"| {name} | {n} | {s['step_ms']:.1f} | {tokens / s['step_ms'] * 1e3:,.0f} | {speedup} | "
+              f"{s['cpu_ms']:.1f} | {cpu_speedup} | {blocked} | {allreduce} |")
     if ("ours", 2) in summary and ("torch", 2) in summary:
-        ratio = summary[("ours", 2)]["tokens_per_s"] / summary[("torch", 2)]["tokens_per_s"]
-        print(f"\n2 ranks: tinygrad_attn / PyTorch DDP tokens/s = {ratio:.2f}")
+        print(f"\n2 ranks, tinygrad_attn tokens/s over PyTorch DDP's (paired): {paired(('ours', 2), ('torch', 2)):.2f}")
+        print(f"1 rank, tinygrad_attn tokens/s over PyTorch's (paired): {paired(('ours', 1), ('torch', 1)):.2f}")
 
     ours1, ours2 = summary.get(("ours", 1)), summary.get(("ours", 2))
     if ours1 and ours2:
         grad_bytes = ours2["grad_bytes"]
-        t_sample = ours1["step_ms"] / 1e3 / GLOBAL_BATCH
+        t_sample = ours1["cpu_ms"] / 1e3 / GLOBAL_BATCH   # CPU time: the compute of a core of one's own
         shm_bandwidth = grad_bytes / (ours2["allreduce_ms"] / 1e3)   # 2 ranks: 2(N-1)/N = 1
         bandwidth, latency = args.network_gbps * 1e9 / 8, args.network_latency_us * 1e-6
         print(f"\nstep-time model: t(N) = t_sample*B/N + 2(N-1)/N * bytes/bandwidth + 2(N-1)*latency; measured "

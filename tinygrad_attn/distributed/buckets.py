@@ -17,6 +17,14 @@ from ..errors import DistributedError
 from ..tensor import Tensor
 
 _MB = 1 << 20
+_NAP_S = 2e-5
+
+
+def wait_politely(MPI, requests) -> None:
+    """Wait for MPI requests by testing and napping: MPI_Waitall spins a core at 100%, and a rank
+    waiting for a slower one should leave the CPU to it (and to anything else on the machine)."""
+    while requests and not MPI.Request.Testall(requests):
+        time.sleep(_NAP_S)
 
 
 class MPITransport:
@@ -37,13 +45,16 @@ class MPITransport:
             self.MPI.Request.Testall(requests)
 
     def wait(self, requests) -> None:
-        if requests:
-            self.MPI.Request.Waitall(requests)
+        wait_politely(self.MPI, requests)
 
 
 def transport_for(params, comm):
     """NCCL when the parameters live on the GPU, MPI for host arrays."""
-    if params and all(p.device == "cuda" for p in params):
+    devices = sorted({p.device for p in params})
+    if len(devices) > 1:
+        raise DistributedError(f"data parallel: the model's parameters are on several devices ({', '.join(devices)}); "
+                               "move the whole model to one device with model.to(device) first")
+    if devices == ["cuda"]:
         from ..backend.nccl import NCCLTransport
         return NCCLTransport(comm)
     return MPITransport(comm)

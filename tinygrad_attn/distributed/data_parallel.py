@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .buckets import GradientBuckets, transport_for
+from .buckets import GradientBuckets, transport_for, wait_politely
 from .launch import abort_on_error, import_mpi, world
 from .model_check import check_same_model
 from .sharding import shard_batches
@@ -65,7 +65,7 @@ class DataParallel:
         """The mean of `value` over all ranks: every rank sees the same loss (and stops together on NaN)."""
         MPI = import_mpi()
         buf = np.array([value], dtype=np.float64)
-        self.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+        wait_politely(MPI, [self.comm.Iallreduce(MPI.IN_PLACE, buf, op=MPI.SUM)])
         return float(buf[0] / self.world_size)
 
     def reduce_gradients(self) -> None:
