@@ -30,9 +30,10 @@ EVAL_X = IDS[None, :SEQ * 4].reshape(4, SEQ)
 EVAL_Y = IDS[None, 1:SEQ * 4 + 1].reshape(4, SEQ)
 
 
-def build_model(d_ff=None):
+def build_model(d_ff=None, dropout=0.0):
     tga.manual_seed(0)
-    return GPT(GPTConfig(vocab_size=VOCAB, seq_len=SEQ, d_model=32, n_heads=2, n_layers=2, d_ff=d_ff))
+    return GPT(GPTConfig(vocab_size=VOCAB, seq_len=SEQ, d_model=32, n_heads=2, n_layers=2, d_ff=d_ff,
+                         dropout=dropout))
 
 
 def make_trainer(model, out_dir=None, parallel=None):
@@ -109,6 +110,22 @@ def _nan_on_one_rank(comm, results):
     results["nan_stopped_at"] = comm.allgather(trainer.step)
 
 
+def _dropout_streams(comm, out, results):
+    """With dropout each rank has its own mask stream, and a 2-rank resume continues bit for bit."""
+    model = build_model(dropout=0.2)
+    trainer = make_trainer(model, out / "drop", distributed.DataParallel(model))
+    trainer.fit(until=2)
+    if comm.rank == 0:
+        shutil.copytree(out / "drop", out / "drop_at_2")
+    comm.Barrier()
+    trainer.fit(until=4)
+    results["dropout_draws"] = comm.allgather(float(tga.get_backend("cpu").rng.random()))
+    model = build_model(dropout=0.2)
+    resumed = make_trainer(model, out / "drop_at_2", distributed.DataParallel(model))
+    resumed.fit(resume=True, until=4)
+    results["dropout_losses"] = [losses(trainer.history)[2:], losses(resumed.history)]
+
+
 def train(out: Path, reference_at_10: Path):
     comm = distributed.world()
     results = {"world_size": comm.size}
@@ -138,6 +155,7 @@ def train(out: Path, reference_at_10: Path):
     _grads_three_ways(comm, results)
     _mismatch_messages(comm, results)
     _nan_on_one_rank(comm, results)
+    _dropout_streams(comm, out, results)
     if comm.rank == 0:
         (out / "results.json").write_text(json.dumps(results))
 

@@ -131,6 +131,15 @@ def test_a_nan_loss_on_one_rank_stops_every_rank_at_the_same_step(runs):
 
 
 @needs_mpi
+def test_dropout_streams_differ_by_rank_and_resume_exactly(runs):
+    _, _, two = runs
+    first, second = two["dropout_draws"]
+    assert first != second
+    uninterrupted, resumed = two["dropout_losses"]
+    assert len(resumed) == 2 and resumed == uninterrupted   # bit for bit
+
+
+@needs_mpi
 def test_only_rank_0_writes_the_checkpoint_and_metrics(runs):
     out, _, _ = runs
     steps = [json.loads(line)["step"] for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .buckets import GradientBuckets, transport_for, wait_politely
-from .launch import abort_on_error, import_mpi, world
+from .launch import abort_on_error, communicator, import_mpi
 from .model_check import check_same_model
 from .sharding import shard_batches
 
@@ -27,7 +27,7 @@ class DataParallel:
     """
 
     def __init__(self, model, comm=None, *, bucket_mb: float = 25.0, overlap: bool = True):
-        self.comm = comm if comm is not None else (world() or import_mpi().COMM_WORLD)
+        self.comm = communicator(comm)
         self.rank, self.world_size = self.comm.Get_rank(), self.comm.Get_size()
         self.model = model
         self._own_stream = False

@@ -53,6 +53,11 @@ def world():
     return None
 
 
+def communicator(comm=None):
+    """`comm` if given, else COMM_WORLD (a DistributedError if mpi4py is missing)."""
+    return comm if comm is not None else (world() or import_mpi().COMM_WORLD)
+
+
 def rank() -> int:
     """This process's rank: 0 for the first (or only) process."""
     comm = world()
