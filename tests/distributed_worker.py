@@ -2,6 +2,7 @@
 
     mpiexec -n 2 python tests/distributed_worker.py train RESULTS_DIR REFERENCE_AT_10
     mpiexec -n 2 python tests/distributed_worker.py fail RESULTS_DIR
+    mpiexec -n N python tests/distributed_worker.py nccl RESULTS_DIR      # one GPU per rank
 
 Rank 0 writes what the test compares into RESULTS_DIR (JSON and .npz files).
 """
@@ -177,9 +178,31 @@ def fail(out: Path):
     (out / f"finished_rank_{comm.rank}").write_text("should not get here")
 
 
+def nccl(out: Path):
+    """On CUDA the buckets go over NCCL: the averaged gradients equal the mean of every rank's own."""
+    comm = distributed.world()
+    model = build_model().to("cuda")
+    dp = distributed.DataParallel(model, bucket_mb=0.02)
+    x, y = distributed.shard_batch(lm_batches(IDS, BATCH, SEQ, np.random.default_rng(3)), comm.rank, comm.size)
+    model.loss(x, y).backward()
+    local = {n: p.grad.numpy().copy() for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = None
+    model.loss(x, y).backward()
+    dp.reduce_gradients()
+    every = comm.allgather(local)
+    worst = max(float(np.abs(p.grad.numpy() - sum(g[n] for g in every) / comm.size).max())
+                for n, p in model.named_parameters())
+    if comm.rank == 0:
+        (out / "nccl.json").write_text(json.dumps({"worst": worst, "buckets": len(dp.buckets.buckets),
+                                                   "transport": type(dp.buckets.transport).__name__}))
+
+
 if __name__ == "__main__":
     what, out = sys.argv[1], Path(sys.argv[2])
     if what == "train":
         train(out, Path(sys.argv[3]))
+    elif what == "nccl":
+        nccl(out)
     else:
         fail(out)

@@ -36,9 +36,9 @@ FLOAT32 = dict(rtol=2e-5, atol=2e-6)   # float32 rounding of sums taken in anoth
 MANY_STEPS = dict(rtol=2e-5, atol=2e-5)
 
 
-def mpiexec(*args, timeout=120):
+def mpiexec(*args, timeout=120, ranks=2):
     env = {**os.environ, **ONE_THREAD, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([MPIEXEC, "-n", "2", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([MPIEXEC, "-n", str(ranks), *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, env=env, cwd=ROOT)
 
 
@@ -172,6 +172,22 @@ def test_cli_trains_one_model_on_two_ranks(tmp_path):
                   "--data", data, "--out", tmp_path / "bad", "--no-sample")
     assert bad.returncode == 2
     assert bad.stderr.count("batch size 5 is the global batch, split over 2 ranks") == 1, bad.stderr
+
+
+@needs_mpi
+@pytest.mark.skipif(not tga.cuda_is_available(), reason="needs CuPy and an NVIDIA GPU")
+def test_gradients_over_nccl_on_cuda(tmp_path):
+    ranks = min(2, _gpu_count())   # NCCL wants a GPU of its own per rank
+    done = mpiexec(sys.executable, WORKER, "nccl", tmp_path, ranks=ranks, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads((tmp_path / "nccl.json").read_text())
+    assert result["transport"] == "NCCLTransport" and result["buckets"] > 2
+    assert result["worst"] < 1e-6
+
+
+def _gpu_count():
+    import cupy
+    return cupy.cuda.runtime.getDeviceCount()
 
 
 # ---------------------------------------------------------------- without MPI
