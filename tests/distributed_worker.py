@@ -71,6 +71,12 @@ def _grads_three_ways(comm, results):
     model.loss(x, y).backward()
     dp.reduce_gradients()
     overlapped = {n: p.grad.numpy().copy() for n, p in model.named_parameters()}
+    model.loss(x, y).backward()
+    try:   # a second backward before the first one's gradients were averaged: a clear error
+        model.loss(x, y).backward()
+    except DistributedError as e:
+        results["second_backward_error"] = str(e)
+    dp.reduce_gradients()
     every = comm.allgather(local)
     mean = {n: sum(g[n] for g in every) / comm.size for n in local}
     results["buckets"] = len(dp.buckets.buckets)

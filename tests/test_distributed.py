@@ -112,6 +112,7 @@ def test_buckets_average_exactly_overlapped_or_not(runs):
     assert two["local_vs_mean"] > 1e-4              # the two ranks' own gradients did differ
     assert two["blocking_vs_overlapped"] == 0.0     # same sums, bucketed differently
     assert two["overlapped_vs_mean"] < 1e-7         # = the mean of the ranks' gradients (float32 rounding)
+    assert "a second backward ran before" in two["second_backward_error"]
 
 
 @needs_mpi
