@@ -196,6 +196,7 @@ def main(argv=None):
     p.add_argument("--network-gbps", type=float, default=10.0, help="network assumed for the prediction")
     p.add_argument("--network-latency-us", type=float, default=50.0)
     p.add_argument("--json", help="also write the raw results here")
+    p.add_argument("--report", metavar="JSON", help="print the tables of an earlier run's --json file, run nothing")
     p.add_argument("--worker", choices=["ours", "torch"], help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -206,6 +207,18 @@ def main(argv=None):
             print(json.dumps(result))
         return
 
+    if args.report:
+        with open(args.report) as f:
+            runs = {(key.split("x")[0], int(key.split("x")[1])): value for key, value in json.load(f).items()}
+    else:
+        runs = _measure(args)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({f"{k[0]}x{k[1]}": v for k, v in runs.items()}, f)
+    _report(runs, args)
+
+
+def _measure(args) -> dict:
     configs = [(f, n) for f in args.frameworks for n in (1, 2)]
     runs = {c: [] for c in configs}
     for r in range(args.rounds):
@@ -214,7 +227,11 @@ def main(argv=None):
             runs[config].append(_launch(*config, args.steps, args.warmup))
             print(f"round {r + 1}/{args.rounds} {config[0]} x{config[1]}: "
                   f"{statistics.median(runs[config][-1]['step_s']) * 1e3:.1f} ms/step", file=sys.stderr)
+    return runs
 
+
+def _report(runs, args) -> None:
+    rounds, steps = len(next(iter(runs.values()))), len(next(iter(runs.values()))[0]["step_s"])
     tokens = GLOBAL_BATCH * SHAPE["seq_len"]
     median = statistics.median
     summary = {}
@@ -232,7 +249,7 @@ def main(argv=None):
         return median(pick(rb) / pick(ra) for ra, rb in zip(runs[a], runs[b]))
 
     print(f"\nglobal batch {GLOBAL_BATCH} x {SHAPE['seq_len']} tokens, model {SHAPE}, 1 thread per rank, "
-          f"{args.rounds} rounds x {args.steps} steps, medians\n")
+          f"{rounds} rounds x {steps} steps, medians\n")
     print("| framework | ranks | ms/step | tokens/s | speed-up over 1 rank (paired) | CPU ms/step per rank | "
           "speed-up by CPU time | blocked in allreduce ms/step | one gradient allreduce ms |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -252,23 +269,23 @@ def main(argv=None):
     ours1, ours2 = summary.get(("ours", 1)), summary.get(("ours", 2))
     if ours1 and ours2:
         grad_bytes = ours2["grad_bytes"]
-        t_sample = ours1["cpu_ms"] / 1e3 / GLOBAL_BATCH   # CPU time: the compute of a core of one's own
+        # CPU per step: 1 rank = t_fixed + B*t_sample, 2 ranks = t_fixed + B/2*t_sample (each rank)
+        t_fixed = max(0.0, 2 * ours2["cpu_ms"] - ours1["cpu_ms"]) / 1e3
+        t_sample = (ours1["cpu_ms"] / 1e3 - t_fixed) / GLOBAL_BATCH
         shm_bandwidth = grad_bytes / (ours2["allreduce_ms"] / 1e3)   # 2 ranks: 2(N-1)/N = 1
         bandwidth, latency = args.network_gbps * 1e9 / 8, args.network_latency_us * 1e-6
-        print(f"\nstep-time model: t(N) = t_sample*B/N + 2(N-1)/N * bytes/bandwidth + 2(N-1)*latency; measured "
-              f"t_sample = {t_sample * 1e3:.2f} ms, bytes = {grad_bytes / 1e6:.2f} MB, shared-memory allreduce "
-              f"{ours2['allreduce_ms']:.2f} ms on 2 ranks (~{shm_bandwidth / 1e9:.1f} GB/s)")
+        print(f"\nstep-time model: t(N) = t_fixed + t_sample*B/N + 2(N-1)/N * bytes/bandwidth + 2(N-1)*latency; "
+              f"from the CPU times t_fixed = {t_fixed * 1e3:.1f} ms, t_sample = {t_sample * 1e3:.2f} ms; "
+              f"bytes = {grad_bytes / 1e6:.2f} MB; shared-memory allreduce {ours2['allreduce_ms']:.2f} ms on 2 ranks "
+              f"(~{shm_bandwidth / 1e9:.1f} GB/s)")
         print(f"predicted for machines of this speed on a {args.network_gbps:g} Gb/s network with "
               f"{args.network_latency_us:g} us latency:")
         print("| ranks | global batch 32: ms/step | tokens/s | 32 per rank: ms/step | tokens/s |")
         print("|---|---|---|---|---|")
         for n in (1, 2, 4, 8, 16):
-            strong = _predict(t_sample, GLOBAL_BATCH / n, grad_bytes, n, bandwidth, latency)
-            weak = _predict(t_sample, GLOBAL_BATCH, grad_bytes, n, bandwidth, latency)
+            strong = t_fixed + _predict(t_sample, GLOBAL_BATCH / n, grad_bytes, n, bandwidth, latency)
+            weak = t_fixed + _predict(t_sample, GLOBAL_BATCH, grad_bytes, n, bandwidth, latency)
             print(f"| {n} | {strong * 1e3:.1f} | {tokens / strong:,.0f} | {weak * 1e3:.1f} | {tokens * n / weak:,.0f} |")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({f"{k[0]}x{k[1]}": v for k, v in runs.items()}, f)
 
 
 if __name__ == "__main__":
