@@ -10,7 +10,7 @@ import sys
 import traceback
 from contextlib import contextmanager
 
-from ..errors import DistributedError
+from ..errors import MPIMissingError
 
 INSTALL_HINT = "pip install -e '.[mpi]' (mpi4py and the mpich wheel, which brings mpiexec)"
 # set by the launchers in every process they start: MPICH/Intel MPI (hydra), Open MPI, MVAPICH
@@ -20,11 +20,11 @@ _LOCAL_RANK_VARS = ("MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK", "MV2_COMM_W
 
 
 def import_mpi():
-    """mpi4py's MPI module, or a DistributedError that says how to install it."""
+    """mpi4py's MPI module, or an MPIMissingError (a DistributedError and an ImportError) saying how to install it."""
     try:
         from mpi4py import MPI
     except ImportError as e:
-        raise DistributedError(f"data-parallel training needs mpi4py and an MPI library, which are not "
+        raise MPIMissingError(f"data-parallel training needs mpi4py and an MPI library, which are not "
                                f"installed ({e}); install them with: {INSTALL_HINT}") from None
     return MPI
 
