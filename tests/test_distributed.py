@@ -169,6 +169,10 @@ def test_cli_trains_one_model_on_two_ranks(tmp_path):
     assert done.stdout.count("saved to") == 1
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
+    from models.cli import main   # the 2-rank run goes on in one process
+    assert main(["train", "gpt", "--out", str(run), "--resume", "--steps", "6", "--no-sample"]) == 0
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
     bad = mpiexec("tinygrad-attn", "train", "gpt", "--preset", "tiny", "--steps", "2", "--batch-size", "5",
                   "--data", data, "--out", tmp_path / "bad", "--no-sample")
     assert bad.returncode == 2
