@@ -201,6 +201,8 @@ def run_backward(roots, root_grads, *, retain_graph=False, create_graph=False, i
                 found[wanted[id(tensor)]] = grads.as_tensor(tensor, g)
             elif wanted is None and (tensor._ctx is None or tensor._retains_grad):
                 tensor._store_grad(grads.as_tensor(tensor, g, leaf_dtype=True))
+                for hook in tensor._post_hooks or ():
+                    hook(tensor)
             ctx = tensor._ctx
             if ctx is None:
                 continue

@@ -19,7 +19,8 @@ def _is_float(dtype) -> bool:
 
 
 class Tensor:
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_device", "_hooks", "_retains_grad", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_device", "_hooks", "_post_hooks", "_retains_grad",
+                 "__weakref__")
     __array_priority__ = 1000  # so `ndarray + Tensor` calls our reflected operator
 
     def __init__(self, data, requires_grad=False, dtype=None, device=None):
@@ -37,7 +38,7 @@ class Tensor:
         self._device = backend.device
         self.grad = None
         self._ctx = None
-        self._hooks = None
+        self._hooks = self._post_hooks = None
         self._retains_grad = False
         self.requires_grad = False
         if requires_grad:
@@ -50,7 +51,7 @@ class Tensor:
         if not hasattr(data, "shape"):  # NumPy reductions return scalars, not 0-d arrays
             data = np.asarray(data)
         t.data, t._device, t.requires_grad = data, device, requires_grad
-        t.grad = t._ctx = t._hooks = None
+        t.grad = t._ctx = t._hooks = t._post_hooks = None
         t._retains_grad = False
         return t
 
@@ -170,6 +171,22 @@ class Tensor:
             self._hooks = []
         self._hooks.append(hook)
         return _HookHandle(self._hooks, hook)
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call `hook(self)` each time backward has finished adding into this leaf's `.grad`.
+
+        The hook sees the accumulated `.grad` (what an optimizer would use) and returns
+        nothing; data-parallel training uses it to send gradients while backward goes on.
+        Returns a handle with `.remove()`.
+        """
+        if not self.requires_grad or not self.is_leaf:
+            raise GraphError("register_post_accumulate_grad_hook(): only a leaf tensor that requires grad "
+                             f"accumulates a .grad; got a {'non-leaf' if self.requires_grad else 'tensor without grad'}"
+                             f" of shape {self.shape}")
+        if self._post_hooks is None:
+            self._post_hooks = []
+        self._post_hooks.append(hook)
+        return _HookHandle(self._post_hooks, hook)
 
     def _store_grad(self, g) -> None:
         self.grad = g if self.grad is None else self.grad + g
