@@ -1,0 +1,24 @@
+"""The public functions (imported as `F`): argument checks, composites, and the primitive ops.
+
+Every op is reachable here; Tensor methods forward to these. Arguments are checked
+here, before any array work, so that a mistake reads as `matmul: cannot multiply ...`
+and not as a NumPy traceback. Composites (mean, var, stack, split, attention, ...)
+are written from the primitives in `ops/`, so their gradients come for free.
+
+One module per theme:
+  elementwise.py  arithmetic, unary maths, activations, where/masked_fill/clip, comparisons
+  reduce.py       sum, mean, max, min, var, logsumexp, argmax
+  linalg.py       matmul, linear
+  shape.py        reshape, permute, transpose, expand, cat, stack, split, indexing, gather, embedding
+  nn.py           softmax, log_softmax, cross_entropy, dropout, layer_norm
+  attention.py    scaled_dot_product_attention, causal_mask
+  convert.py      to_device, cast
+"""
+from .elementwise import *  # noqa: F401,F403
+from .reduce import *  # noqa: F401,F403
+from .linalg import *  # noqa: F401,F403
+from .shape import *  # noqa: F401,F403
+from .nn import *  # noqa: F401,F403
+from .attention import *  # noqa: F401,F403
+from .convert import *  # noqa: F401,F403
+from ._common import require_broadcast  # noqa: F401

@@ -1,0 +1,91 @@
+"""Elementwise functions: arithmetic, unary maths, activations, where/masked_fill/clip, comparisons."""
+from __future__ import annotations
+
+from ..errors import ShapeError
+from ..ops import elementwise as E
+from ..tensor import Tensor
+from ._common import _binary, _bool_mask, _broadcast_error, _pair
+
+def add(a, b): return _binary(E.Add, "add", a, b)
+def sub(a, b): return _binary(E.Sub, "sub", a, b)
+def mul(a, b): return _binary(E.Mul, "mul", a, b)
+def div(a, b): return _binary(E.Div, "div", a, b)
+def neg(a): return E.Neg.apply(a)
+
+
+def pow(a, exponent):
+    """a ** exponent; a Python-number exponent uses the cheaper PowScalar."""
+    if isinstance(a, Tensor) and isinstance(exponent, (int, float)):
+        return E.PowScalar.apply(a, exponent=exponent)
+    return _binary(E.Pow, "pow", a, exponent)
+
+
+def exp(x): return E.Exp.apply(x)
+def log(x): return E.Log.apply(x)
+def sqrt(x): return E.Sqrt.apply(x)
+def tanh(x): return E.Tanh.apply(x)
+def sigmoid(x): return E.Sigmoid.apply(x)
+def relu(x): return E.Relu.apply(x)
+def abs(x): return E.Abs.apply(x)
+def erf(x): return E.Erf.apply(x)
+
+
+def gelu(x, approximate="tanh"):
+    """GELU: approximate="tanh" (GPT-2, BERT) or "none" (exact, x * Phi(x))."""
+    if approximate == "tanh":
+        return E.GeluTanh.apply(x)
+    if approximate == "none":
+        return E.GeluExact.apply(x)
+    raise ValueError(f"gelu: approximate must be 'tanh' or 'none', got {approximate!r}")
+
+
+def maximum(a, b):
+    """Elementwise max; at ties each side gets half the gradient."""
+    return _binary(E.Maximum, "maximum", a, b)
+
+
+def minimum(a, b):
+    """Elementwise min; at ties each side gets half the gradient."""
+    return _binary(E.Minimum, "minimum", a, b)
+
+
+def clip(x, min=None, max=None):
+    """Clamp into [min, max]; the gradient is 1 inside (ends included), 0 outside."""
+    if min is None and max is None:
+        raise ValueError("clip: give at least one of min and max")
+    return E.Clip.apply(x, low=min, high=max)
+
+
+clamp = clip
+
+
+def where(cond, a, b):
+    """Elements of `a` where `cond` is True, else of `b` (cond is constant, a and b broadcast)."""
+    like = a if isinstance(a, Tensor) else b
+    if not isinstance(like, Tensor):
+        raise TypeError("where: at least one of a and b must be a Tensor")
+    a, b = _pair(a, b)
+    c = _bool_mask("where", like, cond)
+    try:
+        return E.Where.apply(a, b, cond=c)
+    except ValueError:
+        raise ShapeError(f"where: shapes cond {c.shape}, a {a.shape}, b {b.shape} cannot be broadcast together") from None
+
+
+def masked_fill(x, mask, value):
+    """x with `value` where `mask` is True (mask broadcasts to x); filled positions get no gradient."""
+    return E.MaskedFill.apply(x, mask=_bool_mask("masked_fill", x, mask), value=value)
+
+
+def compare(a, b, how: str) -> Tensor:
+    """Elementwise comparison (not differentiated): a boolean Tensor."""
+    a, b = _pair(a, b)
+    xp = a.backend.xp
+    try:
+        return Tensor.wrap(getattr(xp, how)(a.data, b.data), a.device)
+    except ValueError:
+        raise _broadcast_error(how, a, b) from None
+
+
+def logical_not(a: Tensor) -> Tensor:
+    return Tensor.wrap(~a.data, a.device)
