@@ -9,13 +9,8 @@ import numpy as np
 
 from . import autograd
 from .backend import _BACKENDS, CPU as DEFAULT_DEVICE, backend_of_array, get_backend, normalize_device
+from .dtypes import DEFAULT_FLOAT as _FLOAT_DEFAULT, is_float as _is_float
 from .errors import DTypeError, GraphError
-
-_FLOAT_DEFAULT = np.float32
-
-
-def _is_float(dtype) -> bool:
-    return np.dtype(dtype).kind == "f" or str(dtype) == "bfloat16"
 
 
 class Tensor:
@@ -222,7 +217,7 @@ class Tensor:
     def __le__(self, other): return F.compare(self, other, "less_equal")
     def __gt__(self, other): return F.compare(self, other, "greater")
     def __ge__(self, other): return F.compare(self, other, "greater_equal")
-    def __invert__(self): return F.logical_not(self)
+    def __invert__(self): return F.invert(self)
     __hash__ = object.__hash__
 
     def __bool__(self):

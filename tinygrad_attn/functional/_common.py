@@ -6,39 +6,65 @@ import builtins
 
 import numpy as np
 
-from ..errors import DeviceError, DTypeError, ShapeError
-from ..tensor import Tensor, _is_float
+from ..errors import DeviceError, DTypeError, GraphError, ShapeError
+from ..dtypes import DEFAULT_FLOAT, float_dtype, is_float, result_dtype
+from ..ops import convert as C
+from ..tensor import Tensor
 
 # Python-number operands become constant tensors; the same few numbers (0.5, 1, eps, ...)
 # recur in every step, so the constants are cached rather than rebuilt per op.
 _SCALARS: dict = {}
 
 
-def _like(x, like: Tensor) -> Tensor:
-    """`x` as a Tensor on like's device; Python numbers and arrays take like's float dtype."""
-    if isinstance(x, Tensor):
-        return x
+def _constant(x, dtype, like: Tensor) -> Tensor:
+    """A Python number, NumPy scalar, list or array as a constant Tensor of `dtype` on like's device."""
     backend = like.backend
-    if isinstance(x, (int, float, bool)) and _is_float(like.dtype):
-        key = (x, type(x), like.dtype, like.device)
+    if isinstance(x, (int, float, bool)):
+        key = (x, type(x), dtype, like.device)
         cached = _SCALARS.get(key)
         if cached is None:
             if len(_SCALARS) > 4096:
                 _SCALARS.clear()
-            cached = _SCALARS[key] = Tensor.wrap(backend.xp.asarray(x, dtype=like.dtype), like.device)
+            cached = _SCALARS[key] = Tensor.wrap(backend.xp.asarray(x, dtype=dtype), like.device)
         return cached
     arr = backend.asarray(x)
-    if arr.dtype == np.float64 and not hasattr(x, "dtype"):
-        arr = arr.astype(like.dtype if _is_float(like.dtype) else np.float32)
-    return Tensor.wrap(arr, like.device)
+    return Tensor.wrap(arr if arr.dtype == dtype else arr.astype(dtype), like.device)
 
 
-def _pair(a, b):
-    if not isinstance(a, Tensor):
-        a = _like(a, b)
-    elif not isinstance(b, Tensor):
-        b = _like(b, a)
-    return a, b
+def _as_dtype(x, dtype, like: Tensor) -> Tensor:
+    """An operand as a Tensor of `dtype`: a tensor of another dtype goes through Cast, whose
+    backward casts the gradient back (so a gradient keeps its leaf's dtype)."""
+    if not isinstance(x, Tensor):
+        return _constant(x, dtype, like)
+    return x if x.dtype == dtype else C.Cast.apply(x, dtype=dtype)
+
+
+def _like(x, like: Tensor) -> Tensor:
+    """`x` as a Tensor on like's device, promoted with like by the rules of dtypes.py."""
+    return x if isinstance(x, Tensor) else _constant(x, result_dtype(like, x), like)
+
+
+def _operands(*xs, float_op=False):
+    """The operands of one elementwise op as Tensors of one dtype (dtypes.result_dtype;
+    a float op takes integers and bools as float32)."""
+    first = xs[0]
+    if all(isinstance(x, Tensor) and x.dtype == first.dtype for x in xs):
+        dtype = first.dtype  # the common case, decided without the rules
+    else:
+        dtype = result_dtype(*xs)
+    if float_op:
+        dtype = float_dtype(dtype)
+    like = next(x for x in xs if isinstance(x, Tensor))
+    return tuple(_as_dtype(x, dtype, like) for x in xs)
+
+
+def _pair(a, b, float_op=False):
+    return _operands(a, b, float_op=float_op)
+
+
+def _floating(x: Tensor) -> Tensor:
+    """x for a float op: integers and bools become the default float (float32)."""
+    return x if is_float(x.dtype) else C.Cast.apply(x, dtype=DEFAULT_FLOAT)
 
 
 def _broadcast_error(op, *tensors):
@@ -46,8 +72,8 @@ def _broadcast_error(op, *tensors):
     return ShapeError(f"{op}: shapes {shapes} cannot be broadcast together (NumPy rules: trailing dims must match or be 1)")
 
 
-def _binary(cls, op, a, b):
-    a, b = _pair(a, b)
+def _binary(cls, op, a, b, float_op=False):
+    a, b = _pair(a, b, float_op)
     try:
         return cls.apply(a, b)
     except ValueError as e:
@@ -79,7 +105,7 @@ def _axis(op, axis, dim, ndim):
 
 
 def _require_float(op, t):
-    if not _is_float(t.dtype):
+    if not is_float(t.dtype):
         raise DTypeError(f"{op}: expected a floating-point tensor, got dtype {t.dtype} with shape {t.shape}")
 
 
@@ -88,6 +114,9 @@ def _array_on(t: Tensor, value):
     if isinstance(value, Tensor):
         if value.device != t.device:
             raise DeviceError(f"mask/index on {value.device} used with a tensor on {t.device}")
+        if value.requires_grad:  # it is read as a constant: a gradient would silently be dropped
+            raise GraphError(f"a mask or index of shape {value.shape} ({value.dtype}) requires grad, but it is used "
+                             "as a constant here and would get no gradient; pass .detach() if that is what you mean")
         return value.data
     return t.backend.asarray(value)
 

@@ -3,12 +3,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..dtypes import is_float
+from ..errors import DTypeError, ShapeError
 from ..ops import linalg as L
+from ..tensor import Tensor
 from ._common import _pair
+
+def _same_float_dtype(op, *operands):
+    """A product of two different float dtypes is refused (as in PyTorch): it would silently
+    run at the wider precision and cost the narrower side's speed and memory."""
+    floats = {str(t.dtype) for t in operands if isinstance(t, Tensor) and is_float(t.dtype)}
+    if len(floats) > 1:
+        got = ", ".join(f"{tuple(t.shape)} {t.dtype}" for t in operands if isinstance(t, Tensor))
+        raise DTypeError(f"{op}: operands must have the same float dtype, got {got}; convert one with .astype()")
+
 
 def matmul(a, b):
     """Matrix product with NumPy's rules: 1-D operands are promoted, batch dims broadcast."""
+    _same_float_dtype("matmul", a, b)
     a, b = _pair(a, b)
     if a.ndim == 0 or b.ndim == 0:
         raise ShapeError(f"matmul: both operands need at least 1 dim, got shapes {a.shape} and {b.shape}")
@@ -32,6 +44,7 @@ def matmul(a, b):
 
 def linear(x, weight, bias=None):
     """x @ weight.T + bias, with weight of shape (out_features, in_features) as in PyTorch."""
+    _same_float_dtype("linear", x, weight, *([bias] if bias is not None else []))
     if x.shape[-1] != weight.shape[-1]:
         raise ShapeError(f"linear: input has {x.shape[-1]} features (shape {x.shape}) but the weight {weight.shape} expects {weight.shape[-1]}")
     if weight.ndim != 2 or x.ndim == 0 or (bias is not None and bias.shape != weight.shape[:1]):

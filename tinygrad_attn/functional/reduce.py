@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..dtypes import is_half
 from ..errors import ShapeError
 from ..ops import reduce as R
 from ..tensor import Tensor
 from ._common import _axes
+from .convert import cast
 
 def sum(x, axis=None, keepdims=False, dim=None):
     return R.Sum.apply(x, axis=_axes("sum", axis, dim, x.ndim), keepdims=keepdims)
@@ -17,6 +19,8 @@ def mean(x, axis=None, keepdims=False, dim=None):
     count = int(np.prod([x.shape[a] for a in axes])) if axes else 1
     if count == 0:
         raise ShapeError(f"mean: reducing axes {axes} of shape {x.shape} would average over no elements")
+    if is_half(x.dtype):  # the sum of a float16 row overflows long before its mean does
+        return cast(R.Sum.apply(cast(x, np.float32), axis=axes, keepdims=keepdims) * (1.0 / count), x.dtype)
     return R.Sum.apply(x, axis=axes, keepdims=keepdims) * (1.0 / count)
 
 
@@ -29,8 +33,11 @@ def max(x, axis=None, keepdims=False, dim=None):
 
 
 def min(x, axis=None, keepdims=False, dim=None):
-    """Min over axes (the max of -x); ties share the gradient evenly."""
-    return -max(-x, axis, keepdims, dim)
+    """Min over axes; ties share the gradient evenly."""
+    axes = _axes("min", axis, dim, x.ndim)
+    if any(x.shape[a] == 0 for a in axes):
+        raise ShapeError(f"min: cannot take the min over an empty axis of shape {x.shape}")
+    return R.Min.apply(x, axis=axes, keepdims=keepdims)
 
 
 def var(x, axis=None, keepdims=False, ddof=0, dim=None):

@@ -54,11 +54,11 @@ def permute(x, *axes):
 
 
 def transpose(x, *axes):
-    """Reverse the axes (no arguments), swap two axes (PyTorch style), or permute (NumPy style)."""
+    """Reverse the axes (no arguments), swap two axes (PyTorch style), or permute by 3 or more (NumPy style)."""
     axes = _shape_arg(axes)
     if not axes:
         return permute(x, *reversed(range(x.ndim)))
-    if len(axes) == 2 and x.ndim != 2:
+    if len(axes) == 2:  # two axes always swap (PyTorch), also on a 2-D tensor
         return swapaxes(x, *axes)
     return permute(x, *axes)
 
@@ -195,6 +195,7 @@ def gather(x, axis, index):
     idx = _array_on(x, index)
     if idx.ndim != x.ndim:
         raise ShapeError(f"gather: index has {idx.ndim} dims, x has {x.ndim} (shapes {idx.shape} and {x.shape})")
+    _check_ids("gather", idx, x.shape[ax])  # a negative index would silently wrap around
     xp = x.backend.xp
     grids = [xp.arange(n).reshape([-1 if d == i else 1 for d in range(idx.ndim)]) for i, n in enumerate(idx.shape)]
     grids[ax] = idx

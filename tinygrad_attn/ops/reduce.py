@@ -2,6 +2,7 @@
 import numpy as np
 
 from ..autograd import Function
+from ..dtypes import is_half
 from .elementwise import const
 
 
@@ -20,11 +21,13 @@ def _expand_back(g, in_shape, axis, keepdims):
 class Sum(Function):
     def forward(self, a, axis, keepdims):
         self.axis, self.keepdims = axis, keepdims
-        if a.dtype.kind == "f":  # the backend's fastest sums down columns (bias gradients) and along rows
+        if a.dtype.kind == "f" and a.dtype.itemsize >= 4:  # the backend's fastest sums down columns (bias gradients) and along rows
             if a.ndim == 2 and axis == (0,) and not keepdims:
                 return self.backend.column_sum(a)
             if a.ndim and axis == (a.ndim - 1,) and keepdims:
                 return self.backend.row_sum(a)
+        if is_half(a.dtype):  # float16 / bfloat16 accumulate in float32
+            return self.xp.sum(a, axis=axis, keepdims=keepdims, dtype=np.float32).astype(a.dtype)
         return self.xp.sum(a, axis=axis, keepdims=keepdims)
 
     def backward(self, g):
@@ -45,6 +48,14 @@ class Max(Function):
         is_max = (a.data == xp.reshape(self.output.data, kept)).astype(g.dtype)
         share = is_max / xp.sum(is_max, axis=self.axis, keepdims=True)
         return (_expand_back(g, a.shape, self.axis, self.keepdims) * const(g, share),)
+
+
+class Min(Max):
+    """Min over axes (any dtype, bools included); ties share the gradient as for Max."""
+
+    def forward(self, a, axis, keepdims):
+        self.axis, self.keepdims = axis, keepdims
+        return self.xp.min(a, axis=axis, keepdims=keepdims)
 
 
 class LogSumExp(Function):
