@@ -25,7 +25,8 @@ def test_pow_gradient_in_the_exponent_at_a_zero_base():
         F.pow(0.0, e).sum().backward()
     np.testing.assert_array_equal(e.grad.numpy(), [-np.inf, -np.inf, 0, 0, 0, 0])
     x, y = T([0.0], "cpu"), T([0.3], "cpu")
-    (x ** y).sum().backward()
+    with np.errstate(divide="ignore"):  # d/dx 0^0.3 is inf, rightly
+        (x ** y).sum().backward()
     close(y.grad, [0.0])
     b, p = T([0.0, 0.0], "cpu"), T([0.0, 2.0], "cpu")
     (b ** p).sum().backward()

@@ -13,6 +13,7 @@ One module per theme:
   nn.py           softmax, log_softmax, cross_entropy, dropout, layer_norm
   attention.py    scaled_dot_product_attention, causal_mask
   convert.py      to_device, cast
+  table.py        the op table: every op once, with its NumPy reference, domain and tolerances
 """
 from .elementwise import *  # noqa: F401,F403
 from .reduce import *  # noqa: F401,F403
@@ -22,3 +23,8 @@ from .nn import *  # noqa: F401,F403
 from .attention import *  # noqa: F401,F403
 from .convert import *  # noqa: F401,F403
 from ._common import require_broadcast  # noqa: F401
+from . import table as _table
+from ..tensor import Tensor as _Tensor
+import sys as _sys
+
+_table.install_tensor_methods(_Tensor, _sys.modules[__name__])

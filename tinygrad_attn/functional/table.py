@@ -1,0 +1,320 @@
+"""The op table: every public op registered once, with what checks and documents it.
+
+An entry names the op's public function, a NumPy reference, the domain its tensor
+inputs are drawn from, the tolerances, and whether it is twice differentiable. From
+the table come the tests (tests/test_op_table.py: forward against NumPy, gradcheck,
+second-order check, float32/float64 and strided/read-only inputs, on every device),
+the `Tensor` methods, and the README's op list (checked by a test).
+
+Adding an op: its `Function` in ops/ (if it is a primitive), its public function in
+this package, and one `Op(...)` line below.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from . import references as ref
+
+
+@dataclass(frozen=True)
+class Domain:
+    """Where one tensor input is drawn from: uniform in [low, high], at least `min_abs` from 0;
+    `grid` "on" or "off" draws from a 0.25 grid or 0.1 off it (for kinks and ties between
+    two inputs), `unique` distinct values (for max/min/sort)."""
+    low: float = -2.0
+    high: float = 2.0
+    min_abs: float = 0.0
+    grid: str | None = None
+    unique: bool = False
+
+    def strategy(self, shape):
+        from ..testing import arrays
+        if self.grid:
+            from hypothesis import strategies as st
+            from hypothesis.extra import numpy as hnp
+            offset = 0.1 if self.grid == "off" else 0.0
+            return hnp.arrays(np.int64, shape, elements=st.integers(-8, 8)).map(lambda a: a * 0.25 + offset)
+        return arrays(shape, low=self.low, high=self.high, min_abs=self.min_abs, unique=self.unique)
+
+    def sample(self, rng, shape):
+        """One array from the domain, without hypothesis (the layout checks)."""
+        if self.grid:
+            return rng.integers(-8, 9, size=shape) * 0.25 + (0.1 if self.grid == "off" else 0.0)
+        if self.unique:
+            return rng.permutation(int(np.prod(shape))).reshape(shape) * 0.05 + self.low / 2
+        a = rng.uniform(self.low, self.high, size=shape)
+        return np.where(np.abs(a) < self.min_abs, np.copysign(self.min_abs, a) + a, a)
+
+
+ANY = Domain()
+POSITIVE = Domain(0.2, 3.0)
+
+
+@dataclass(frozen=True)
+class Op:
+    """One registered case of a public op.
+
+    fn(*tensors, **params) and ref(*arrays, **params) compute the same thing; `params`
+    (draw, shapes) -> dict draws the non-tensor arguments (axes, masks, targets);
+    `shapes` is "same", "broadcast", "matmul", "rows" (x, then vectors of x's last
+    axis) or a function (draw, small) -> tuple of shapes. `api` is the public name when
+    a case is one of several of the same function (gelu's two forms)."""
+    name: str
+    fn: Callable
+    ref: Callable | None
+    family: str
+    inputs: tuple = (ANY,)
+    shapes: object = "same"
+    params: Callable | None = None
+    rtol: float = 1e-9
+    atol: float = 1e-12
+    grad_tol: tuple = (1e-5, 1e-4)
+    twice: bool = True
+    differentiable: bool = True
+    scalar: float | None = None  # a Python number the op also takes in place of its second input
+    api: str | None = None
+    method: bool = True  # also a Tensor method (added from here unless tensor.py defines it)
+    layout_shapes: tuple | None = None  # input shapes for the layout checks (default: (3, 4) each)
+    layout_params: dict = field(default_factory=dict)
+
+    @property
+    def public(self) -> str:
+        return self.api or self.name
+
+
+# ---------------------------------------------------------------- parameter draws
+
+def _axis_param(draw, shapes, keepdims=True, none=True):
+    from hypothesis import strategies as st
+    nd = len(shapes[0])
+    choices = [st.integers(-nd, nd - 1)] if nd else []
+    if none or not nd:
+        choices.append(st.none())
+    out = {"axis": draw(st.one_of(*choices))}
+    if keepdims:
+        out["keepdims"] = draw(st.booleans())
+    return out
+
+
+def _last_axis_param(draw, shapes):
+    from hypothesis import strategies as st
+    nd = len(shapes[0])
+    return {"axis": draw(st.integers(-nd, nd - 1))}
+
+
+def _mask_param(name, allow_empty_rows=True):
+    def draw_mask(draw, shapes):
+        from ..testing import masks
+        return {name: draw(masks(np.broadcast_shapes(*shapes), allow_empty_rows))}
+    return draw_mask
+
+
+def _targets_param(draw, shapes):
+    from hypothesis import strategies as st
+    from hypothesis.extra import numpy as hnp
+    classes = shapes[0][-1]
+    targets = draw(hnp.arrays(np.int64, shapes[0][:-1], elements=st.sampled_from(list(range(classes)) + [-100])))
+    return {"targets": targets, "label_smoothing": draw(st.sampled_from([0.0, 0.2])),
+            "reduction": draw(st.sampled_from(["mean", "sum", "none"]))}
+
+
+def _clip_param(draw, shapes):
+    from hypothesis import strategies as st
+    low, high = draw(st.sampled_from([(-0.5, 0.75), (None, 0.5), (-1.0, None), (0.0, 0.0)]))
+    return {"min": low, "max": high}
+
+
+def _var_shape(draw, small):
+    from ..testing import shapes
+    return (draw(shapes(min_dims=1, max_dims=3 if small else 4, min_side=2, max_side=3 if small else 5)),)
+
+
+def _fixed(*shapes):
+    return lambda draw, small: shapes
+
+
+# ---------------------------------------------------------------- the table
+
+def _table():
+    from .. import functional as F  # the package is complete when the table is first read
+
+    def constant(x, arr):
+        from ..tensor import Tensor
+        return Tensor(np.asarray(arr).astype(x.dtype), device=x.device)
+
+    MASK34 = np.array([[True, False, True, True], [False, False, False, False], [True, True, False, True]])
+    IDS = np.array([[0, 2, 2], [1, 0, 2]])
+    off, on = Domain(grid="off"), Domain(grid="on")
+    E, A, R, L, S, N, AT = ("elementwise", "activation", "reduction", "linear algebra", "shape and indexing",
+                            "neural network", "attention")
+    return [
+        # ---- arithmetic
+        Op("add", F.add, np.add, E, (ANY, ANY), "broadcast", scalar=1.5, method=False),
+        Op("sub", F.sub, np.subtract, E, (ANY, ANY), "broadcast", scalar=1.5, method=False),
+        Op("mul", F.mul, np.multiply, E, (ANY, ANY), "broadcast", scalar=1.5, method=False),
+        Op("div", F.div, np.divide, E, (ANY, Domain(min_abs=0.5)), "broadcast", scalar=1.5, method=False),
+        Op("pow", F.pow, np.power, E, (Domain(0.5, 2.0), ANY), "broadcast", scalar=1.5),
+        Op("pow_scalar", lambda x, p: x ** p, lambda x, p: np.power(x, p), E, (Domain(0.3, 2.0),), api="pow",
+           params=lambda draw, shapes: {"p": draw(_sampled([2, 3, -1, 0.5, -0.5, 1.7, 0]))}, layout_params={"p": 0.5}),
+        Op("maximum", F.maximum, np.maximum, E, (off, on), "broadcast", scalar=0.93),
+        Op("minimum", F.minimum, np.minimum, E, (off, on), "broadcast", scalar=0.93),
+        Op("neg", F.neg, np.negative, E, method=False),
+        Op("exp", F.exp, np.exp, E),
+        Op("log", F.log, np.log, E, (POSITIVE,)),
+        Op("sqrt", F.sqrt, np.sqrt, E, (POSITIVE,)),
+        Op("abs", F.abs, np.abs, E, (Domain(min_abs=1e-2),)),
+        Op("erf", F.erf, ref.erf, E, method=False),
+        Op("clip", F.clip, ref.clip, E, (off,), params=_clip_param, layout_params={"min": 0.61, "max": 1.17}),
+        Op("where", lambda a, b, cond: F.where(cond, a, b), lambda a, b, cond: np.where(cond, a, b), E,
+           (ANY, ANY), "broadcast", params=_mask_param("cond"), layout_params={"cond": MASK34}, method=False),
+        Op("masked_fill", lambda x, mask: F.masked_fill(x, mask, -1.0), lambda x, mask: np.where(mask, -1.0, x), E,
+           params=_mask_param("mask"), layout_params={"mask": MASK34}),
+        # ---- activations
+        Op("tanh", F.tanh, np.tanh, A),
+        Op("sigmoid", F.sigmoid, ref.sigmoid, A, (Domain(-6.0, 6.0),)),
+        Op("relu", F.relu, ref.relu, A, (Domain(min_abs=1e-2),)),
+        Op("gelu_tanh", lambda x: F.gelu(x, "tanh"), ref.gelu_tanh, A, (Domain(-4.0, 4.0),), api="gelu"),
+        Op("gelu_exact", lambda x: F.gelu(x, "none"), ref.gelu_exact, A, (Domain(-4.0, 4.0),), api="gelu"),
+        # ---- reductions
+        Op("sum", F.sum, np.sum, R, params=_axis_param, layout_params={"axis": 1}),
+        Op("mean", F.mean, np.mean, R, params=_axis_param, layout_params={"axis": 0, "keepdims": True}),
+        Op("max", F.max, np.max, R, (Domain(unique=True),), params=_axis_param, layout_params={"axis": 1}),
+        Op("min", F.min, np.min, R, (Domain(unique=True),), params=_axis_param),
+        Op("var", F.var, np.var, R, shapes=_var_shape,
+           params=lambda draw, shapes: {**_axis_param(draw, shapes, none=True), "ddof": draw(_sampled([0, 1]))},
+           layout_params={"axis": 1, "ddof": 1}),
+        Op("logsumexp", F.logsumexp, ref.logsumexp, R, params=_axis_param, layout_params={"axis": (0, 1)}),
+        # ---- linear algebra
+        Op("matmul", F.matmul, np.matmul, L, (ANY, ANY), "matmul", layout_shapes=((3, 4), (4, 2))),
+        Op("linear", F.linear, ref.linear, L, (ANY, ANY, ANY), _linear_shapes, layout_shapes=((3, 4), (5, 4), (5,)),
+           method=False),
+        # ---- shapes and indexing (fixed shapes: each case is one way to move the data)
+        Op("reshape", lambda x: x.reshape(2, 6), lambda x: x.reshape(2, 6), S, shapes=_fixed((3, 4))),
+        Op("flatten", F.flatten, lambda x: x.reshape(-1), S),
+        Op("permute", lambda x: x.permute(1, 0), lambda x: x.transpose(1, 0), S, shapes=_fixed((3, 4))),
+        Op("transpose", lambda x: x.transpose(0, 1), lambda x: np.swapaxes(x, 0, 1), S, shapes=_fixed((3, 4))),
+        Op("swapaxes", lambda x: x.unsqueeze(0).swapaxes(0, 2), lambda x: np.swapaxes(x[None], 0, 2), S,
+           shapes=_fixed((3, 4))),
+        Op("expand", lambda x: x.unsqueeze(1).expand(3, 2, 4), lambda x: np.broadcast_to(x[:, None], (3, 2, 4)), S,
+           shapes=_fixed((3, 4))),
+        Op("squeeze", lambda x: x.reshape(3, 1, 4).squeeze(1), lambda x: x, S, shapes=_fixed((3, 4))),
+        Op("unsqueeze", lambda x: x.unsqueeze(-1), lambda x: x[..., None], S),
+        Op("cat", lambda x: F.cat([x, x * 2, x[:, :1]], axis=1), lambda x: np.concatenate([x, x * 2, x[:, :1]], 1), S,
+           shapes=_fixed((3, 4)), method=False),
+        Op("stack", lambda x: F.stack([x, x.exp()], axis=-1), lambda x: np.stack([x, np.exp(x)], -1), S, method=False),
+        Op("split", lambda x: F.cat([p * (i + 1) for i, p in enumerate(x.split([1, 3], axis=1))], axis=1),
+           lambda x: x * np.array([1, 2, 2, 2]), S, shapes=_fixed((3, 4))),
+        Op("chunk", lambda x: F.cat([p * (i + 1) for i, p in enumerate(x.chunk(2, axis=0))], axis=0),
+           lambda x: x * np.array([[1], [1], [2]]), S, shapes=_fixed((3, 4))),
+        Op("getitem", lambda x: x[1:, ::-2], lambda x: x[1:, ::-2], S, shapes=_fixed((3, 4)), method=False),
+        Op("getitem_repeats", lambda x: x[np.array([2, 0, 2, 2])], lambda x: x[[2, 0, 2, 2]], S,
+           shapes=_fixed((3, 4)), api="getitem", method=False),
+        Op("getitem_bool", lambda x: x[MASK34], lambda x: x[MASK34], S, shapes=_fixed((3, 4)), api="getitem", method=False),
+        Op("gather", lambda x: x.gather(1, IDS.T), lambda x: np.take_along_axis(x, IDS.T, 1), S, shapes=_fixed((3, 4))),
+        Op("embedding", lambda w: F.embedding(IDS, w), lambda w: w[IDS], S, shapes=_fixed((3, 4)), method=False),
+        # ---- neural-network functions
+        Op("softmax", lambda x, mask=None: F.softmax(x, -1, mask=mask), ref.softmax, N, shapes=_rows,
+           params=_maybe(_mask_param("mask")), layout_params={"mask": MASK34}),
+        Op("log_softmax", F.log_softmax, ref.log_softmax, N, shapes=_rows, params=_last_axis_param,
+           layout_params={"axis": 0}),
+        Op("cross_entropy", F.cross_entropy, ref.cross_entropy, N, shapes=_logits, params=_targets_param,
+           layout_params={"targets": np.array([3, -100, 1]), "label_smoothing": 0.1}, method=False),
+        Op("layer_norm", lambda x, w, b: F.layer_norm(x, w, b, 1e-3), ref.layer_norm, N,
+           (ANY, Domain(0.5, 2.0), ANY), "rows", rtol=1e-7, atol=1e-9, grad_tol=(1e-4, 1e-3),
+           layout_shapes=((3, 4), (4,), (4,)), method=False),
+        Op("dropout", lambda x: _reseeded_dropout(F, x), None, N, method=False),
+        # ---- attention
+        Op("scaled_dot_product_attention", lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+           lambda q, k, v: ref.attention(q, k, v, causal=True), AT, (ANY, ANY, ANY), _attention_shapes,
+           layout_shapes=((3, 4), (3, 4), (3, 2)), method=False),
+        Op("sdpa_float_mask", lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=constant(q, ref.FLOAT_MASK)),
+           lambda q, k, v: ref.attention(q, k, v, float_mask=ref.FLOAT_MASK), AT, (ANY, ANY, ANY),
+           _fixed((3, 4), (3, 4), (3, 2)), api="scaled_dot_product_attention", method=False),
+    ]
+
+
+def _sampled(values):
+    from hypothesis import strategies as st
+    return st.sampled_from(values)
+
+
+def _maybe(draw_params):
+    def draw_or_not(draw, shapes):
+        from hypothesis import strategies as st
+        return draw_params(draw, shapes) if draw(st.booleans()) else {}
+    return draw_or_not
+
+
+def _rows(draw, small):
+    from ..testing import shapes
+    return (draw(shapes(min_dims=1, max_dims=3 if small else 4, max_side=3 if small else 5)),)
+
+
+def _logits(draw, small):
+    from hypothesis import strategies as st
+    from ..testing import shapes
+    lead = draw(shapes(max_dims=2, max_side=3))
+    return (lead + (draw(st.integers(1, 4)),),)
+
+
+def _linear_shapes(draw, small):
+    from hypothesis import strategies as st
+    from ..testing import shapes
+    lead = draw(shapes(min_dims=1, max_dims=2, max_side=3))
+    n_out = draw(st.integers(1, 4))
+    return lead, (n_out, lead[-1]), (n_out,)
+
+
+def _attention_shapes(draw, small):
+    from hypothesis import strategies as st
+    b, t, d, dv = (draw(st.integers(1, 3)) for _ in range(4))
+    return (b, t, d), (b, t, d), (b, t, dv)
+
+
+def _reseeded_dropout(F, x):
+    from .. import manual_seed
+    manual_seed(7)  # the same mask on every call, so finite differences see one function
+    return F.dropout(x, 0.25)
+
+
+_ENTRIES = None
+
+
+def entries() -> list:
+    """The registered ops, in README order."""
+    global _ENTRIES
+    if _ENTRIES is None:
+        _ENTRIES = _table()
+    return _ENTRIES
+
+
+def public_names() -> list:
+    """The public function of every entry, once each, in table order."""
+    return list(dict.fromkeys(e.public for e in entries()))
+
+
+def install_tensor_methods(tensor_class, functions) -> None:
+    """`x.op(...)` for every entry marked `method`, unless tensor.py writes it by hand."""
+    for e in entries():
+        if e.method and not hasattr(tensor_class, e.public):
+            setattr(tensor_class, e.public, _method(getattr(functions, e.public)))
+
+
+def _method(fn):
+    def method(self, *args, **kwargs):
+        return fn(self, *args, **kwargs)
+    method.__name__, method.__doc__ = fn.__name__, fn.__doc__
+    return method
+
+
+def readme_list() -> str:
+    """The README's op list, grouped by family (paste between the `<!-- op table -->` marks)."""
+    families = {}
+    for e in entries():
+        families.setdefault(e.family, [])
+        if e.public not in families[e.family]:
+            families[e.family].append(e.public)
+    return "\n".join(f"- {family}: " + ", ".join(f"`{n}`" for n in names) for family, names in families.items())
