@@ -7,6 +7,8 @@ are written from the primitives in `ops/`, so their gradients come for free.
 
 One module per theme:
   elementwise.py  arithmetic, unary maths, activations, where/masked_fill/clip, comparisons
+  maths.py        trigonometry, rounding, isnan/isinf, log2/exp2, logaddexp, lerp, //, %, fmod
+  activations.py  silu, softplus, leaky_relu, elu, selu, celu, mish, hard*, logsigmoid, softsign, quick_gelu
   reduce.py       sum, mean, max, min, var, logsumexp, argmax
   linalg.py       matmul, linear
   shape.py        reshape, permute, transpose, expand, cat, stack, split, indexing, gather, embedding
@@ -16,6 +18,8 @@ One module per theme:
   table.py        the op table: every op once, with its NumPy reference, domain and tolerances
 """
 from .elementwise import *  # noqa: F401,F403
+from .maths import *  # noqa: F401,F403
+from .activations import *  # noqa: F401,F403
 from .reduce import *  # noqa: F401,F403
 from .linalg import *  # noqa: F401,F403
 from .shape import *  # noqa: F401,F403

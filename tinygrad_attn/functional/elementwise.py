@@ -11,7 +11,12 @@ from ._common import _as_dtype, _binary, _bool_mask, _broadcast_error, _floating
 def add(a, b): return _binary(E.Add, "add", a, b)
 def sub(a, b): return _binary(E.Sub, "sub", a, b)
 def mul(a, b): return _binary(E.Mul, "mul", a, b)
-def div(a, b): return _binary(E.Div, "div", a, b, float_op=True)
+def div(a, b, rounding_mode=None):
+    """a / b (integers give float32); rounding_mode "trunc" or "floor" rounds the quotient, as torch.div."""
+    if rounding_mode is not None:
+        from .maths import rounded_div
+        return rounded_div(a, b, rounding_mode)
+    return _binary(E.Div, "div", a, b, float_op=True)
 def neg(a): return E.Neg.apply(a)
 
 

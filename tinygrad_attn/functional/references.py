@@ -10,6 +10,14 @@ erf = np.vectorize(math.erf, otypes=[np.float64])
 FLOAT_MASK = np.triu(np.full((3, 3), -2.0), 1)
 
 
+SELU_ALPHA = 1.6732632423543772
+SELU_SCALE = 1.0507009873554805
+
+
+def elu(x, alpha=1.0):
+    return np.where(x > 0, x, alpha * np.expm1(x))
+
+
 def sigmoid(x):
     return 1 / (1 + np.exp(-x))
 

@@ -36,13 +36,15 @@ class Domain:
             from hypothesis import strategies as st
             from hypothesis.extra import numpy as hnp
             offset = 0.1 if self.grid == "off" else 0.0
-            return hnp.arrays(np.int64, shape, elements=st.integers(-8, 8)).map(lambda a: a * 0.25 + offset)
+            steps = st.integers(round(self.low * 4), round(self.high * 4))
+            return hnp.arrays(np.int64, shape, elements=steps).map(lambda a: a * 0.25 + offset)
         return arrays(shape, low=self.low, high=self.high, min_abs=self.min_abs, unique=self.unique)
 
     def sample(self, rng, shape):
         """One array from the domain, without hypothesis (the layout checks)."""
         if self.grid:
-            return rng.integers(-8, 9, size=shape) * 0.25 + (0.1 if self.grid == "off" else 0.0)
+            steps = rng.integers(round(self.low * 4), round(self.high * 4) + 1, size=shape)
+            return steps * 0.25 + (0.1 if self.grid == "off" else 0.0)
         if self.unique:
             return rng.permutation(int(np.prod(shape))).reshape(shape) * 0.05 + self.low / 2
         a = rng.uniform(self.low, self.high, size=shape)
@@ -74,6 +76,7 @@ class Op:
     grad_tol: tuple = (1e-5, 1e-4)
     twice: bool = True
     differentiable: bool = True
+    out_dtype: str | None = None  # a result that is not a float of the input's dtype ("bool", "int64")
     scalar: float | None = None  # a Python number the op also takes in place of its second input
     api: str | None = None
     method: bool = True  # also a Tensor method (added from here unless tensor.py defines it)
@@ -173,11 +176,56 @@ def _table():
         Op("masked_fill", lambda x, mask: F.masked_fill(x, mask, -1.0), lambda x, mask: np.where(mask, -1.0, x), E,
            params=_mask_param("mask"), layout_params={"mask": MASK34}),
         # ---- activations
+        # ---- more elementwise maths
+        Op("sin", F.sin, np.sin, E),
+        Op("cos", F.cos, np.cos, E),
+        Op("tan", F.tan, np.tan, E, (Domain(-1.2, 1.2),)),
+        Op("sinh", F.sinh, np.sinh, E),
+        Op("cosh", F.cosh, np.cosh, E),
+        Op("asin", F.asin, np.arcsin, E, (Domain(-0.9, 0.9),)),
+        Op("acos", F.acos, np.arccos, E, (Domain(-0.9, 0.9),)),
+        Op("atan", F.atan, np.arctan, E),
+        Op("floor", F.floor, np.floor, E, (off,)),
+        Op("ceil", F.ceil, np.ceil, E, (off,)),
+        Op("round", F.round, np.rint, E, (off,)),
+        Op("trunc", F.trunc, np.trunc, E, (off,)),
+        Op("sign", F.sign, np.sign, E, (Domain(min_abs=1e-2),)),
+        Op("isnan", F.isnan, np.isnan, E, differentiable=False, twice=False, out_dtype="bool"),
+        Op("isinf", F.isinf, np.isinf, E, differentiable=False, twice=False, out_dtype="bool"),
+        Op("isfinite", F.isfinite, np.isfinite, E, differentiable=False, twice=False, out_dtype="bool"),
+        Op("log2", F.log2, np.log2, E, (POSITIVE,)),
+        Op("log10", F.log10, np.log10, E, (POSITIVE,)),
+        Op("exp2", F.exp2, np.exp2, E),
+        Op("rsqrt", F.rsqrt, lambda x: 1 / np.sqrt(x), E, (POSITIVE,)),
+        Op("logaddexp", F.logaddexp, np.logaddexp, E, (ANY, ANY), "broadcast", scalar=1.5),
+        Op("lerp", F.lerp, lambda a, b, w: a + w * (b - a), E, (ANY, ANY, Domain(0.0, 1.0))),
+        Op("floor_divide", F.floor_divide, lambda a, b: np.floor_divide(a, b), E, (off,), params=_divisor, layout_params={"b": 0.5}),
+        Op("remainder", F.remainder, lambda a, b: np.remainder(a, b), E, (off,), params=_divisor, layout_params={"b": -0.5}),
+        Op("fmod", F.fmod, lambda a, b: np.fmod(a, b), E, (off,), params=_divisor, layout_params={"b": 2.0}),
+        Op("div_trunc", lambda a, b: F.div(a, b, rounding_mode="trunc"), lambda a, b: np.trunc(a / b), E, (off,),
+           params=_divisor, layout_params={"b": -0.5}, api="div", method=False),
+        # ---- activations
         Op("tanh", F.tanh, np.tanh, A),
         Op("sigmoid", F.sigmoid, ref.sigmoid, A, (Domain(-6.0, 6.0),)),
         Op("relu", F.relu, ref.relu, A, (Domain(min_abs=1e-2),)),
         Op("gelu_tanh", lambda x: F.gelu(x, "tanh"), ref.gelu_tanh, A, (Domain(-4.0, 4.0),), api="gelu"),
         Op("gelu_exact", lambda x: F.gelu(x, "none"), ref.gelu_exact, A, (Domain(-4.0, 4.0),), api="gelu"),
+        Op("silu", F.silu, lambda x: x * ref.sigmoid(x), A),
+        Op("softplus", F.softplus, lambda x: np.logaddexp(0, x), A),
+        Op("softplus_beta", lambda x: F.softplus(x, beta=2.0), lambda x: np.logaddexp(0, 2 * x) / 2, A, api="softplus"),
+        Op("leaky_relu", F.leaky_relu, lambda x: np.where(x > 0, x, 0.01 * x), A, (Domain(min_abs=1e-2),)),
+        Op("elu", F.elu, ref.elu, A, (Domain(min_abs=1e-2),)),
+        Op("selu", F.selu, lambda x: ref.SELU_SCALE * ref.elu(x, ref.SELU_ALPHA), A, (Domain(min_abs=1e-2),)),
+        Op("celu", lambda x: F.celu(x, 0.5), lambda x: np.where(x > 0, x, 0.5 * np.expm1(x / 0.5)), A,
+           (Domain(min_abs=1e-2),), api="celu"),
+        Op("mish", F.mish, lambda x: x * np.tanh(np.logaddexp(0, x)), A),
+        Op("hardtanh", F.hardtanh, lambda x: np.clip(x, -1, 1), A, (off,)),
+        Op("relu6", F.relu6, lambda x: np.clip(x, 0, 6), A, (Domain(-2.0, 8.0, grid="off"),)),
+        Op("hardsigmoid", F.hardsigmoid, lambda x: np.clip(x / 6 + 0.5, 0, 1), A, (Domain(-4.0, 4.0, grid="off"),)),
+        Op("hardswish", F.hardswish, lambda x: x * np.clip(x / 6 + 0.5, 0, 1), A, (Domain(-4.0, 4.0, grid="off"),)),
+        Op("logsigmoid", F.logsigmoid, lambda x: -np.logaddexp(0, -x), A),
+        Op("softsign", F.softsign, lambda x: x / (1 + np.abs(x)), A, (Domain(min_abs=1e-2),)),
+        Op("quick_gelu", F.quick_gelu, lambda x: x * ref.sigmoid(1.702 * x), A),
         # ---- reductions
         Op("sum", F.sum, np.sum, R, params=_axis_param, layout_params={"axis": 1}),
         Op("mean", F.mean, np.mean, R, params=_axis_param, layout_params={"axis": 0, "keepdims": True}),
@@ -234,6 +282,11 @@ def _table():
            lambda q, k, v: ref.attention(q, k, v, float_mask=ref.FLOAT_MASK), AT, (ANY, ANY, ANY),
            _fixed((3, 4), (3, 4), (3, 2)), api="scaled_dot_product_attention", method=False),
     ]
+
+
+def _divisor(draw, shapes):
+    # grid inputs are 0.1 off multiples of 0.25: divided by these, never within 0.05 of a jump
+    return {"b": draw(_sampled([0.5, -0.5, 2.0, 1.5]))}
 
 
 def _sampled(values):
