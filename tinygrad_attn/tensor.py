@@ -255,8 +255,8 @@ class Tensor:
     def var(self, axis=None, keepdims=False, ddof=0, dim=None): return F.var(self, axis, keepdims, ddof, dim=dim)
     def logsumexp(self, axis=None, keepdims=False, dim=None): return F.logsumexp(self, axis, keepdims, dim=dim)
     def argmax(self, axis=None, keepdims=False, dim=None): return F.argmax(self, axis, keepdims, dim=dim)
-    def any(self): return bool(self.numpy().any())
-    def all(self): return bool(self.numpy().all())
+    def any(self, axis=None, keepdims=False, dim=None): return F.any(self, axis, keepdims, dim=dim)
+    def all(self, axis=None, keepdims=False, dim=None): return F.all(self, axis, keepdims, dim=dim)
 
     def softmax(self, axis=-1, dim=None): return F.softmax(self, axis, dim=dim)
     def log_softmax(self, axis=-1, dim=None): return F.log_softmax(self, axis, dim=dim)

@@ -10,8 +10,10 @@ One module per theme:
   maths.py        trigonometry, rounding, isnan/isinf, log2/exp2, logaddexp, lerp, //, %, fmod
   activations.py  silu, softplus, leaky_relu, elu, selu, celu, mish, hard*, logsigmoid, softsign, quick_gelu
   reduce.py       sum, mean, max, min, var, logsumexp, argmax
+  scans.py        prod, std, any, all, argmin, cumsum, cumprod, logcumsumexp, sort, argsort, topk, softmin, normalize
   linalg.py       matmul, linear
   shape.py        reshape, permute, transpose, expand, cat, stack, split, indexing, gather, embedding
+  arrange.py      tril, triu, flip, pad, roll, repeat, repeat_interleave, unflatten, diag, diagonal
   nn.py           softmax, log_softmax, cross_entropy, dropout, layer_norm
   attention.py    scaled_dot_product_attention, causal_mask
   convert.py      to_device, cast
@@ -21,8 +23,10 @@ from .elementwise import *  # noqa: F401,F403
 from .maths import *  # noqa: F401,F403
 from .activations import *  # noqa: F401,F403
 from .reduce import *  # noqa: F401,F403
+from .scans import *  # noqa: F401,F403
 from .linalg import *  # noqa: F401,F403
 from .shape import *  # noqa: F401,F403
+from .arrange import *  # noqa: F401,F403
 from .nn import *  # noqa: F401,F403
 from .attention import *  # noqa: F401,F403
 from .convert import *  # noqa: F401,F403

@@ -44,6 +44,21 @@ def logsumexp(x, axis=None, keepdims=False):
     return out if keepdims else np.squeeze(out, axis=axis) if axis is not None else out.reshape(())
 
 
+def pad(x, pad, value=0.0):
+    widths = [(0, 0)] * x.ndim
+    for i in range(len(pad) // 2):
+        widths[x.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
+    return np.pad(x, widths, constant_values=value)
+
+
+def sort(x, axis=-1, descending=False):
+    return -np.sort(-x, axis) if descending else np.sort(x, axis)
+
+
+def normalize(x, p=2.0, axis=1, eps=1e-12):
+    return x / np.maximum((np.abs(x) ** p).sum(axis, keepdims=True) ** (1 / p), eps)
+
+
 def linear(x, w, b):
     return x @ w.T + b
 

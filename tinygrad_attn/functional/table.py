@@ -235,6 +235,34 @@ def _table():
            params=lambda draw, shapes: {**_axis_param(draw, shapes, none=True), "ddof": draw(_sampled([0, 1]))},
            layout_params={"axis": 1, "ddof": 1}),
         Op("logsumexp", F.logsumexp, ref.logsumexp, R, params=_axis_param, layout_params={"axis": (0, 1)}),
+        Op("prod", F.prod, np.prod, R, (Domain(-1.5, 1.5, min_abs=0.3),), params=_axis_param,
+           layout_params={"axis": 1}),
+        Op("std", F.std, np.std, R, (Domain(unique=True),), shapes=_var_shape,  # distinct: std > 0
+           params=lambda draw, shapes: {**_axis_param(draw, shapes), "ddof": draw(_sampled([0, 1]))},
+           layout_params={"axis": 0, "ddof": 1}),
+        Op("any", F.any, np.any, R, (on,), params=_axis_param, differentiable=False, twice=False, out_dtype="bool"),
+        Op("all", F.all, np.all, R, (on,), params=_axis_param, differentiable=False, twice=False, out_dtype="bool"),
+        Op("argmax", F.argmax, np.argmax, R, (Domain(unique=True),), params=_axis_param, differentiable=False,
+           twice=False, out_dtype="int64"),
+        Op("argmin", F.argmin, np.argmin, R, (Domain(unique=True),), params=_axis_param, differentiable=False,
+           twice=False, out_dtype="int64"),
+        Op("cumsum", F.cumsum, lambda x, axis: np.cumsum(x, axis), R, shapes=_rows, params=_last_axis_param,
+           layout_params={"axis": 1}),
+        Op("cumprod", F.cumprod, lambda x, axis: np.cumprod(x, axis), R, (Domain(-1.5, 1.5, min_abs=0.3),),
+           shapes=_rows, params=_last_axis_param, layout_params={"axis": 1}),
+        Op("logcumsumexp", F.logcumsumexp, lambda x, axis: np.logaddexp.accumulate(x, axis), R, shapes=_rows,
+           params=_last_axis_param, layout_params={"axis": 1}),
+        Op("sort", lambda x, axis, descending: F.sort(x, axis, descending)[0], ref.sort, R, (Domain(unique=True),),
+           shapes=_rows, params=_sort_param, layout_params={"axis": 1, "descending": True}),
+        Op("argsort", F.argsort, lambda x, axis: np.argsort(x, axis, kind="stable"), R, (Domain(unique=True),),
+           shapes=_rows, params=_last_axis_param, differentiable=False, twice=False, out_dtype="int64"),
+        Op("topk", lambda x, k: F.topk(x, k)[0], lambda x, k: -np.sort(-x, -1)[..., :k], R, (Domain(unique=True),),
+           shapes=_rows, params=lambda draw, s: {"k": draw(_sampled(list(range(1, s[0][-1] + 1))))},
+           layout_params={"k": 2}),
+        Op("softmin", F.softmin, lambda x, axis: ref.softmax(-x, axis), R, shapes=_rows, params=_last_axis_param,
+           layout_params={"axis": 0}),
+        Op("normalize", F.normalize, ref.normalize, R, (Domain(min_abs=0.1),), shapes=_rows, params=_last_axis_param,
+           layout_params={"axis": 1}),
         # ---- linear algebra
         Op("matmul", F.matmul, np.matmul, L, (ANY, ANY), "matmul", layout_shapes=((3, 4), (4, 2))),
         Op("linear", F.linear, ref.linear, L, (ANY, ANY, ANY), _linear_shapes, layout_shapes=((3, 4), (5, 4), (5,)),
@@ -263,6 +291,21 @@ def _table():
         Op("getitem_bool", lambda x: x[MASK34], lambda x: x[MASK34], S, shapes=_fixed((3, 4)), api="getitem", method=False),
         Op("gather", lambda x: x.gather(1, IDS.T), lambda x: np.take_along_axis(x, IDS.T, 1), S, shapes=_fixed((3, 4))),
         Op("embedding", lambda w: F.embedding(IDS, w), lambda w: w[IDS], S, shapes=_fixed((3, 4)), method=False),
+        Op("tril", F.tril, lambda x, diagonal: np.tril(x, diagonal), S, shapes=_matrices, params=_diagonal_param),
+        Op("triu", F.triu, lambda x, diagonal: np.triu(x, diagonal), S, shapes=_matrices, params=_diagonal_param),
+        Op("flip", F.flip, lambda x, axis: np.flip(x, axis), S, params=lambda d, s: _axis_param(d, s, keepdims=False)),
+        Op("pad", F.pad, ref.pad, S, shapes=_matrices, params=_pad_param, layout_params={"pad": (1, 0, 2, 1), "value": 1.5}),
+        Op("roll", F.roll, lambda x, shifts, axis: np.roll(x, shifts, axis), S, params=_roll_param,
+           layout_params={"shifts": 2, "axis": 1}),
+        Op("repeat", lambda x, repeats: x.repeat(*repeats), lambda x, repeats: np.tile(x, repeats), S,
+           params=_repeat_param, layout_params={"repeats": (2, 1, 3)}),
+        Op("repeat_interleave", F.repeat_interleave, lambda x, repeats, axis: np.repeat(x, repeats, axis), S,
+           params=_repeat_interleave_param, layout_params={"repeats": 2, "axis": 0}),
+        Op("unflatten", lambda x: F.unflatten(x, 1, (2, -1)), lambda x: x.reshape(3, 2, 2), S, shapes=_fixed((3, 4))),
+        Op("diagonal", F.diagonal, lambda x, offset: np.diagonal(x, offset).copy(), S, shapes=_fixed((3, 4)),
+           params=lambda draw, s: {"offset": draw(_sampled([-2, -1, 0, 1, 3]))}, layout_params={"offset": 1}),
+        Op("diag", lambda x: F.diag(x, 1), lambda x: np.diag(x, 1), S, shapes=_fixed((4,)), layout_shapes=((4,),)),
+        Op("diag_of_matrix", lambda x: F.diag(x, -1), lambda x: np.diag(x, -1), S, shapes=_fixed((3, 4)), api="diag"),
         # ---- neural-network functions
         Op("softmax", lambda x, mask=None: F.softmax(x, -1, mask=mask), ref.softmax, N, shapes=_rows,
            params=_maybe(_mask_param("mask")), layout_params={"mask": MASK34}),
@@ -287,6 +330,46 @@ def _table():
 def _divisor(draw, shapes):
     # grid inputs are 0.1 off multiples of 0.25: divided by these, never within 0.05 of a jump
     return {"b": draw(_sampled([0.5, -0.5, 2.0, 1.5]))}
+
+
+def _matrices(draw, small):
+    from ..testing import shapes
+    return (draw(shapes(min_dims=2, max_dims=3, max_side=3 if small else 4)),)
+
+
+def _diagonal_param(draw, shapes):
+    return {"diagonal": draw(_sampled([-1, 0, 1, 2]))}
+
+
+def _pad_param(draw, shapes):
+    from hypothesis import strategies as st
+    widths = draw(st.lists(st.integers(0, 2), min_size=2, max_size=4).filter(lambda w: len(w) % 2 == 0))
+    return {"pad": tuple(widths), "value": draw(_sampled([0.0, 1.5]))}
+
+
+def _roll_param(draw, shapes):
+    from hypothesis import strategies as st
+    nd = len(shapes[0])
+    if not nd:
+        return {"shifts": draw(st.integers(-3, 3)), "axis": None}
+    return {"shifts": draw(st.integers(-6, 6)), "axis": draw(st.one_of(st.none(), st.integers(-nd, nd - 1)))}
+
+
+def _repeat_param(draw, shapes):
+    from hypothesis import strategies as st
+    nd = len(shapes[0])
+    return {"repeats": tuple(draw(st.lists(st.integers(1, 3), min_size=nd, max_size=nd + 1)))}
+
+
+def _repeat_interleave_param(draw, shapes):
+    from hypothesis import strategies as st
+    nd = len(shapes[0])
+    axis = draw(st.one_of(st.none(), st.integers(-nd, nd - 1))) if nd else None
+    return {"repeats": draw(st.integers(1, 3)), "axis": axis}
+
+
+def _sort_param(draw, shapes):
+    return {**_last_axis_param(draw, shapes), "descending": draw(_sampled([False, True]))}
 
 
 def _sampled(values):

@@ -79,3 +79,31 @@ class LogSumExp(Function):
         e = (a - const(g, xp.where(xp.isfinite(m), m, 0))).exp()
         softmax = e / e.sum(axis=self.axis, keepdims=True)
         return (_expand_back(g, a.shape, self.axis, self.keepdims) * softmax,)
+
+
+class Cumsum(Function):
+    """Running sum along `axis` (from the end when `reverse`); its adjoint is the running sum the
+    other way."""
+
+    def forward(self, a, axis, reverse=False):
+        self.axis, self.reverse = axis, reverse
+        xp = self.xp
+        if reverse:
+            return xp.flip(xp.cumsum(xp.flip(a, axis), axis=axis), axis)
+        return xp.cumsum(a, axis=axis)
+
+    def backward(self, g):
+        return (Cumsum.apply(g, axis=self.axis, reverse=not self.reverse),)
+
+
+class Cumprod(Function):
+    """Running product along `axis`; d out_j / d x_i = out_j / x_i for j >= i, so the gradient
+    is a reverse running sum of g * out, divided by x. Defined where x has no zeros (as the
+    formula says); inputs with zeros get non-finite gradients."""
+
+    def forward(self, a, axis):
+        self.axis = axis
+        return self.xp.cumprod(a, axis=axis)
+
+    def backward(self, g):
+        return (Cumsum.apply(g * self.output, axis=self.axis, reverse=True) / self.inputs[0],)
