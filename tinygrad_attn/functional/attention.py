@@ -10,6 +10,7 @@ from ..errors import DTypeError, ShapeError
 from ..ops import attention as A
 from ..tensor import Tensor
 from ._common import _array_on, _like, require_broadcast
+from .arrange import repeat_interleave
 from .linalg import matmul
 from .nn import dropout, dropout_keep, softmax
 
@@ -21,7 +22,7 @@ def causal_mask(t_q: int, t_k: int, backend_device="cpu"):
 
 
 def scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=False, dropout_p=0.0, scale=None,
-                                 training=True, return_weights=False, return_scores=False):
+                                 training=True, return_weights=False, return_scores=False, enable_gqa=False):
     """softmax(q k^T * scale, masked) v over the last two axes.
 
     q (..., Tq, d), k (..., Tk, d), v (..., Tk, dv), any strided views (the heads of a
@@ -35,8 +36,13 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=False, dropo
     dropout, matmul), every step a Tensor of the graph that can be kept and hooked;
     otherwise it runs as one op (ops/attention.py) whose scores never leave the kernel.
     Both are differentiable any number of times and agree to rounding.
+
+    `enable_gqa`: grouped-query attention, k and v (..., Hkv, Tk, d) with fewer heads than q
+    (..., H, Tq, d), H a multiple of Hkv; each k/v head serves H / Hkv query heads in a row.
     """
     op = "scaled_dot_product_attention"
+    if enable_gqa:
+        k, v = _share_kv_heads(op, q, k, v)
     if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
         raise ShapeError(f"{op}: q {q.shape}, k {k.shape}, v {v.shape} need q[-1] == k[-1] and k[-2] == v[-2]")
     if not 0.0 <= dropout_p < 1.0:
@@ -63,6 +69,17 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=False, dropo
     weights = softmax(scores, -1, mask=allowed)
     out = matmul(dropout(weights, dropout_p, training), v)
     return (out,) + ((weights,) if return_weights else ()) + ((scores,) if return_scores else ())
+
+
+def _share_kv_heads(op, q, k, v):
+    """k and v with each head repeated to match q's heads (axis -3), for grouped-query attention."""
+    if min(q.ndim, k.ndim, v.ndim) < 3 or k.shape[-3] != v.shape[-3] or q.shape[-3] % k.shape[-3]:
+        raise ShapeError(f"{op}: enable_gqa needs q (..., H, Tq, d), k and v (..., Hkv, Tk, d) with H a multiple of "
+                         f"Hkv, got q {q.shape}, k {k.shape}, v {v.shape}")
+    group = q.shape[-3] // k.shape[-3]
+    if group == 1:
+        return k, v
+    return repeat_interleave(k, group, -3), repeat_interleave(v, group, -3)
 
 
 def _attention_masks(op, q, attn_mask, is_causal, t_q, t_k):

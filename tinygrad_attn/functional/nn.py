@@ -28,8 +28,12 @@ def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0, reduc
 
     Positions whose target equals `ignore_index` are skipped; "mean" divides by the
     number of counted positions. `label_smoothing` eps mixes eps/C into the target.
+    Float targets shaped like the logits are probabilities (soft labels), as in PyTorch.
     """
     _require_float("cross_entropy", logits)
+    if getattr(targets, "dtype", np.dtype(np.int64)).kind == "f" and tuple(targets.shape) == logits.shape:
+        from .losses import cross_entropy_soft
+        return cross_entropy_soft(logits, targets, label_smoothing, reduction)
     tgt = targets if isinstance(targets, Tensor) else Tensor(_array_on(logits, targets), device=logits.device)
     if tgt.dtype.kind not in "iu":
         raise DTypeError(f"cross_entropy: targets must be integer class ids, got dtype {tgt.dtype}")

@@ -59,6 +59,22 @@ def normalize(x, p=2.0, axis=1, eps=1e-12):
     return x / np.maximum((np.abs(x) ** p).sum(axis, keepdims=True) ** (1 / p), eps)
 
 
+def scatter_add(x, src, ids=np.array([[0, 1, 2], [2, 0, 1]])):
+    out = x.copy()
+    for r in range(ids.shape[0]):
+        for c in range(ids.shape[1]):
+            out[ids[r, c], c] += src[r, c]
+    return out
+
+
+def scatter(x, src, ids=np.array([[0, 1, 2], [2, 0, 1]])):
+    out = x.copy()
+    for r in range(ids.shape[0]):
+        for c in range(ids.shape[1]):
+            out[r, ids[r, c]] = src[r, c]
+    return out
+
+
 def linear(x, w, b):
     return x @ w.T + b
 
@@ -87,6 +103,28 @@ def cross_entropy(x, targets, ignore_index=-100, label_smoothing=0.0, reduction=
     if reduction == "none":
         return loss
     return loss.sum() if reduction == "sum" else loss.sum() / max(valid.sum(), 1)
+
+
+def cross_entropy_soft(x, p):
+    target = softmax(p, -1)
+    return -(target * log_softmax(x, -1)).sum(-1).mean()
+
+
+def nll_loss(logp, targets, ignore_index=-100, reduction="mean"):
+    valid = targets != ignore_index
+    loss = np.where(valid, -np.take_along_axis(logp, np.where(valid, targets, 0)[..., None], -1)[..., 0], 0.0)
+    if reduction == "none":
+        return loss
+    return loss.sum() if reduction == "sum" else loss.sum() / max(valid.sum(), 1)
+
+
+def binary_cross_entropy(p, y):
+    return -(y * np.maximum(np.log(p), -100) + (1 - y) * np.maximum(np.log1p(-p), -100)).mean()
+
+
+def smooth_l1(a, b, beta=1.0):
+    d = np.abs(a - b)
+    return np.where(d < beta, 0.5 * d * d / beta, d - 0.5 * beta).mean()
 
 
 def layer_norm(x, w, b, eps=1e-3):

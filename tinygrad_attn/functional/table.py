@@ -150,6 +150,7 @@ def _table():
 
     MASK34 = np.array([[True, False, True, True], [False, False, False, False], [True, True, False, True]])
     IDS = np.array([[0, 2, 2], [1, 0, 2]])
+    SCATTER_IDS = np.array([[0, 1, 2], [2, 0, 1]])  # no target twice along either axis: valid for scatter too
     off, on = Domain(grid="off"), Domain(grid="on")
     E, A, R, L, S, N, AT = ("elementwise", "activation", "reduction", "linear algebra", "shape and indexing",
                             "neural network", "attention")
@@ -267,6 +268,13 @@ def _table():
         Op("matmul", F.matmul, np.matmul, L, (ANY, ANY), "matmul", layout_shapes=((3, 4), (4, 2))),
         Op("linear", F.linear, ref.linear, L, (ANY, ANY, ANY), _linear_shapes, layout_shapes=((3, 4), (5, 4), (5,)),
            method=False),
+        Op("einsum", lambda a, b: F.einsum("bij,bjk->bki", a, b), lambda a, b: np.einsum("bij,bjk->bki", a, b), L,
+           (ANY, ANY), _fixed((2, 3, 4), (2, 4, 2)), layout_shapes=((2, 3, 4), (2, 4, 2)), method=False),
+        Op("einsum_diagonal", lambda x: F.einsum("iij->ji", x), lambda x: np.einsum("iij->ji", x), L,
+           shapes=_fixed((3, 3, 2)), layout_shapes=((3, 3, 2),), api="einsum", method=False),
+        Op("einsum_three", lambda a, b, c: F.einsum("ijk,jl,lk->i", a, b, c),
+           lambda a, b, c: np.einsum("ijk,jl,lk->i", a, b, c), L, (ANY, ANY, ANY), _fixed((2, 3, 4), (3, 2), (2, 4)),
+           layout_shapes=((2, 3, 4), (3, 2), (2, 4)), api="einsum", method=False),
         # ---- shapes and indexing (fixed shapes: each case is one way to move the data)
         Op("reshape", lambda x: x.reshape(2, 6), lambda x: x.reshape(2, 6), S, shapes=_fixed((3, 4))),
         Op("flatten", F.flatten, lambda x: x.reshape(-1), S),
@@ -306,6 +314,16 @@ def _table():
            params=lambda draw, s: {"offset": draw(_sampled([-2, -1, 0, 1, 3]))}, layout_params={"offset": 1}),
         Op("diag", lambda x: F.diag(x, 1), lambda x: np.diag(x, 1), S, shapes=_fixed((4,)), layout_shapes=((4,),)),
         Op("diag_of_matrix", lambda x: F.diag(x, -1), lambda x: np.diag(x, -1), S, shapes=_fixed((3, 4)), api="diag"),
+        Op("scatter_add", lambda x, src: F.scatter_add(x, 0, SCATTER_IDS, src), ref.scatter_add, S, (ANY, ANY),
+           _fixed((3, 4), (2, 3)), layout_shapes=((3, 4), (2, 3))),
+        Op("scatter", lambda x, src: F.scatter(x, 1, SCATTER_IDS, src), ref.scatter, S, (ANY, ANY),
+           _fixed((3, 4), (2, 3)), layout_shapes=((3, 4), (2, 3))),
+        Op("masked_select", lambda x: F.masked_select(x, MASK34[0]), lambda x: x[:, MASK34[0]].reshape(-1), S,
+           shapes=_fixed((3, 4))),
+        Op("one_hot", lambda x: F.one_hot(x.long(), 4), lambda x: np.eye(4, dtype=np.int64)[x.astype(np.int64)], S,
+           (Domain(0.0, 3.9),), differentiable=False, twice=False, out_dtype="int64", method=False),
+        Op("nonzero", F.nonzero, np.argwhere, S, (on,), shapes=_fixed((3, 4)), differentiable=False, twice=False,
+           out_dtype="int64"),
         # ---- neural-network functions
         Op("softmax", lambda x, mask=None: F.softmax(x, -1, mask=mask), ref.softmax, N, shapes=_rows,
            params=_maybe(_mask_param("mask")), layout_params={"mask": MASK34}),
@@ -313,6 +331,19 @@ def _table():
            layout_params={"axis": 0}),
         Op("cross_entropy", F.cross_entropy, ref.cross_entropy, N, shapes=_logits, params=_targets_param,
            layout_params={"targets": np.array([3, -100, 1]), "label_smoothing": 0.1}, method=False),
+        Op("cross_entropy_soft", lambda x, p: F.cross_entropy(x, F.softmax(p, -1)), ref.cross_entropy_soft, N,
+           (ANY, ANY), shapes=lambda draw, small: _rows(draw, small) * 2, api="cross_entropy", method=False),
+        Op("nll_loss", F.nll_loss, ref.nll_loss, N, (Domain(-3.0, -0.1),), shapes=_logits, params=_nll_param,
+           layout_params={"targets": np.array([3, -100, 1])}, method=False),
+        Op("binary_cross_entropy", F.binary_cross_entropy, ref.binary_cross_entropy, N, (Domain(0.05, 0.95),) * 2,
+           method=False),
+        Op("binary_cross_entropy_with_logits", F.binary_cross_entropy_with_logits,
+           lambda x, y: ref.binary_cross_entropy(ref.sigmoid(x), y), N, (ANY, Domain(0.0, 1.0)), method=False),
+        Op("mse_loss", F.mse_loss, lambda a, b: ((a - b) ** 2).mean(), N, (ANY, ANY), method=False),
+        Op("l1_loss", F.l1_loss, lambda a, b: np.abs(a - b).mean(), N, (off, on), method=False),
+        Op("smooth_l1_loss", F.smooth_l1_loss, ref.smooth_l1, N, (off, on), method=False),
+        Op("huber_loss", lambda a, b: F.huber_loss(a, b, delta=0.5), lambda a, b: 0.5 * ref.smooth_l1(a, b, 0.5), N,
+           (off, on), method=False, api="huber_loss"),
         Op("layer_norm", lambda x, w, b: F.layer_norm(x, w, b, 1e-3), ref.layer_norm, N,
            (ANY, Domain(0.5, 2.0), ANY), "rows", rtol=1e-7, atol=1e-9, grad_tol=(1e-4, 1e-3),
            layout_shapes=((3, 4), (4,), (4,)), method=False),
@@ -321,6 +352,10 @@ def _table():
         Op("scaled_dot_product_attention", lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
            lambda q, k, v: ref.attention(q, k, v, causal=True), AT, (ANY, ANY, ANY), _attention_shapes,
            layout_shapes=((3, 4), (3, 4), (3, 2)), method=False),
+        Op("sdpa_gqa", lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True),
+           lambda q, k, v: ref.attention(q, np.repeat(k, 2, -3), np.repeat(v, 2, -3), causal=True), AT, (ANY, ANY, ANY),
+           _fixed((1, 4, 3, 2), (1, 2, 3, 2), (1, 2, 3, 3)), layout_shapes=((1, 4, 3, 2), (1, 2, 3, 2), (1, 2, 3, 3)),
+           api="scaled_dot_product_attention", method=False),
         Op("sdpa_float_mask", lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=constant(q, ref.FLOAT_MASK)),
            lambda q, k, v: ref.attention(q, k, v, float_mask=ref.FLOAT_MASK), AT, (ANY, ANY, ANY),
            _fixed((3, 4), (3, 4), (3, 2)), api="scaled_dot_product_attention", method=False),
@@ -370,6 +405,11 @@ def _repeat_interleave_param(draw, shapes):
 
 def _sort_param(draw, shapes):
     return {**_last_axis_param(draw, shapes), "descending": draw(_sampled([False, True]))}
+
+
+def _nll_param(draw, shapes):
+    params = _targets_param(draw, shapes)
+    return {"targets": params["targets"], "reduction": params["reduction"]}
 
 
 def _sampled(values):
