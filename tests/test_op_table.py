@@ -60,7 +60,8 @@ def test_second_derivative_matches_differences(device, entry, data):
     arrays, params, ts = draw_case(data, entry, device, small=True)
     # squared, so that the second derivative of a linear op is not trivially zero: it must
     # flow back through the graph of the first derivative
-    gradgradcheck(lambda *t: entry.fn(*t, **params) ** 2, *ts, atol=1e-4, rtol=1e-3)
+    # inputs over 16 elements are checked along random directions (cheaper than element by element)
+    gradgradcheck(lambda *t: entry.fn(*t, **params) ** 2, *ts, atol=1e-4, rtol=1e-3, max_elementwise=16)
 
 
 @pytest.mark.parametrize("entry", [e for e in ENTRIES if e.scalar is not None], ids=ids)

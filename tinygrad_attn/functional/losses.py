@@ -3,6 +3,8 @@
 against probability targets. Each takes reduction "mean" (default), "sum" or "none"."""
 from __future__ import annotations
 
+import numpy as np
+
 from ..errors import DTypeError, ShapeError
 from ._common import _array_on, _like, _require_float
 from .elementwise import abs, clip, log, where
@@ -57,7 +59,8 @@ def binary_cross_entropy(probs, target, weight=None, reduction="mean"):
     """-(y log p + (1 - y) log(1 - p)), each log clamped at -100 as PyTorch does (so p of 0 or 1 is finite)."""
     _require_float("binary_cross_entropy", probs)
     target = _pair_shapes("binary_cross_entropy", probs, target)
-    loss = -(target * clip(log(probs), min=-100.0) + (1 - target) * clip(log(1 - probs), min=-100.0))
+    with np.errstate(divide="ignore"):  # log(0) = -inf, then clamped
+        loss = -(target * clip(log(probs), min=-100.0) + (1 - target) * clip(log(1 - probs), min=-100.0))
     if weight is not None:
         loss = loss * weight
     return _reduce("binary_cross_entropy", loss, reduction)

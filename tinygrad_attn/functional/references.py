@@ -133,6 +133,11 @@ def layer_norm(x, w, b, eps=1e-3):
 
 
 def attention(q, k, v, mask=None, causal=False, float_mask=None, scale=None):
+    return attention_with_weights(q, k, v, mask, causal, float_mask, scale)[0]
+
+
+def attention_with_weights(q, k, v, mask=None, causal=False, float_mask=None, scale=None):
+    """(softmax(scale q k^T + float_mask, masked) v, the weights); causal is aligned bottom-right."""
     tq, tk = q.shape[-2], k.shape[-2]
     scale = 1 / np.sqrt(q.shape[-1]) if scale is None else scale
     s = q @ np.swapaxes(k, -1, -2) * scale
@@ -144,4 +149,5 @@ def attention(q, k, v, mask=None, causal=False, float_mask=None, scale=None):
     if causal:
         i, j = np.arange(tq)[:, None], np.arange(tk)[None, :]
         allowed &= j <= i + (tk - tq)  # bottom-right aligned (KV-cache decoding)
-    return softmax(s, -1, allowed) @ v
+    w = softmax(s, -1, allowed)
+    return w @ v, w
