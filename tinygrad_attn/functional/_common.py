@@ -59,6 +59,15 @@ def _operands(*xs, float_op=False):
 
 
 def _pair(a, b, float_op=False):
+    """_operands for two, with the common cases first (this runs for every arithmetic op)."""
+    if isinstance(a, Tensor):
+        if isinstance(b, Tensor):
+            if a.dtype == b.dtype and (not float_op or a.dtype.kind == "f"):
+                return a, b
+        elif type(b) in (int, float) and a.dtype.kind == "f":  # a Python number takes a float tensor's dtype
+            return a, _constant(b, a.dtype, a)
+    elif type(a) in (int, float) and isinstance(b, Tensor) and b.dtype.kind == "f":
+        return _constant(a, b.dtype, b), b
     return _operands(a, b, float_op=float_op)
 
 

@@ -12,8 +12,10 @@ from ._common import _pair
 def _same_float_dtype(op, *operands):
     """A product of two different float dtypes is refused (as in PyTorch): it would silently
     run at the wider precision and cost the narrower side's speed and memory."""
-    floats = {str(t.dtype) for t in operands if isinstance(t, Tensor) and is_float(t.dtype)}
-    if len(floats) > 1:
+    dtypes = [t.dtype for t in operands if isinstance(t, Tensor)]
+    if all(d == dtypes[0] for d in dtypes):
+        return
+    if len({str(d) for d in dtypes if is_float(d)}) > 1:
         got = ", ".join(f"{tuple(t.shape)} {t.dtype}" for t in operands if isinstance(t, Tensor))
         raise DTypeError(f"{op}: operands must have the same float dtype, got {got}; convert one with .astype()")
 
