@@ -130,3 +130,25 @@ def test_einsum_and_pad_errors_name_the_op():
         F.pad(a, (1, -1))
     with pytest.raises(tga.ShapeError, match="tril"):
         F.tril(tga.randn(3))
+
+
+def test_prod_and_cumprod_gradients_are_exact_at_zeros():
+    from tinygrad_attn.testing import gradcheck, gradgradcheck
+    for values, expected in (([2.0, 0.0, 3.0], [0.0, 6.0, 0.0]), ([0.0, 0.0, 3.0], [0.0, 0.0, 0.0])):
+        x = T(values, "cpu")
+        F.prod(x).backward()
+        close(x.grad, expected)
+    x = T([2.0, 0.0, 3.0], "cpu")
+    F.cumprod(x, 0).sum().backward()
+    close(x.grad, [1.0, 8.0, 0.0])  # d/dx of x0 + x0 x1 + x0 x1 x2 at (2, 0, 3)
+    m = T([[0.5, 0.0, -1.5], [2.0, 1.0, 0.0]], "cpu")
+    assert gradcheck(lambda t: F.cumprod(t, 1), m) and gradgradcheck(lambda t: F.cumprod(t, 1), m)
+    assert gradcheck(lambda t: F.prod(t, 0), m)
+
+
+def test_normalize_of_a_zero_vector_has_a_finite_gradient():
+    x = T([[0.0, 0.0], [3.0, 4.0]], "cpu")
+    y = F.normalize(x, axis=1)
+    close(y, [[0.0, 0.0], [0.6, 0.8]])
+    y.sum().backward()
+    assert np.all(np.isfinite(x.grad.numpy()))

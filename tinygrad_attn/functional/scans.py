@@ -20,7 +20,7 @@ def _index_tensor(x, array):
 
 
 def prod(x, axis=None, keepdims=False, dim=None):
-    """Product over one axis (or all); gradient out / x, so inputs need no zeros (see cumprod)."""
+    """Product over one axis (or all), exact gradients with zeros too (see cumprod)."""
     if dim is not None:
         axis = dim
     if axis is None:
@@ -110,5 +110,6 @@ def softmin(x, axis=-1, dim=None):
 def normalize(x, p=2.0, axis=1, eps=1e-12, dim=None):
     """x / max(||x||_p, eps) along `axis` (PyTorch's default axis is 1)."""
     ax = _axis("normalize", axis, dim, x.ndim)
-    norm = sum(x.abs() ** p, ax, keepdims=True) ** (1.0 / p)
-    return x / clip(norm, min=eps)
+    # clamped before the root: max(norm, eps) all the same, and a zero vector gets gradient 0, not nan
+    norm = clip(sum(x.abs() ** p, ax, keepdims=True), min=eps ** p) ** (1.0 / p)
+    return x / norm

@@ -236,7 +236,7 @@ def _table():
            params=lambda draw, shapes: {**_axis_param(draw, shapes, none=True), "ddof": draw(_sampled([0, 1]))},
            layout_params={"axis": 1, "ddof": 1}),
         Op("logsumexp", F.logsumexp, ref.logsumexp, R, params=_axis_param, layout_params={"axis": (0, 1)}),
-        Op("prod", F.prod, np.prod, R, (Domain(-1.5, 1.5, min_abs=0.3),), params=_axis_param,
+        Op("prod", F.prod, np.prod, R, (Domain(-1.5, 1.5, grid="on"),), params=_axis_param,  # zeros included
            layout_params={"axis": 1}),
         Op("std", F.std, np.std, R, (Domain(unique=True),), shapes=_var_shape,  # distinct: std > 0
            params=lambda draw, shapes: {**_axis_param(draw, shapes), "ddof": draw(_sampled([0, 1]))},
@@ -249,7 +249,7 @@ def _table():
            twice=False, out_dtype="int64"),
         Op("cumsum", F.cumsum, lambda x, axis: np.cumsum(x, axis), R, shapes=_rows, params=_last_axis_param,
            layout_params={"axis": 1}),
-        Op("cumprod", F.cumprod, lambda x, axis: np.cumprod(x, axis), R, (Domain(-1.5, 1.5, min_abs=0.3),),
+        Op("cumprod", F.cumprod, lambda x, axis: np.cumprod(x, axis), R, (Domain(-1.5, 1.5, grid="on"),),
            shapes=_rows, params=_last_axis_param, layout_params={"axis": 1}),
         Op("logcumsumexp", F.logcumsumexp, lambda x, axis: np.logaddexp.accumulate(x, axis), R, shapes=_rows,
            params=_last_axis_param, layout_params={"axis": 1}),

@@ -3,7 +3,7 @@ import numpy as np
 
 from ..autograd import Function
 from ..dtypes import is_half
-from .elementwise import const
+from .elementwise import MaskedFill, const
 
 
 def _kept_shape(shape, axis):
@@ -97,13 +97,28 @@ class Cumsum(Function):
 
 
 class Cumprod(Function):
-    """Running product along `axis`; d out_j / d x_i = out_j / x_i for j >= i, so the gradient
-    is a reverse running sum of g * out, divided by x. Defined where x has no zeros (as the
-    formula says); inputs with zeros get non-finite gradients."""
+    """Running product along `axis`. d out_j / d x_i = prod_{k <= j, k != i} x_k for j >= i:
+    without zeros that is out_j / x_i, so the gradient is a reverse running sum of g * out
+    divided by x; with a zero along the axis the products are taken as they are (an (n, n)
+    table per row), so the gradient stays exact there too."""
 
     def forward(self, a, axis):
         self.axis = axis
         return self.xp.cumprod(a, axis=axis)
 
     def backward(self, g):
-        return (Cumsum.apply(g * self.output, axis=self.axis, reverse=True) / self.inputs[0],)
+        x = self.inputs[0]
+        if not bool((x.data == 0).any()):
+            return (Cumsum.apply(g * self.output, axis=self.axis, reverse=True) / x,)
+        return (_cumprod_grad_with_zeros(x, g, self.axis),)
+
+
+def _cumprod_grad_with_zeros(x, g, axis):
+    """sum_{j >= i} g_j prod_{k <= j, k != i} x_k along `axis`, products taken one by one."""
+    xp = x.backend.xp
+    xs, gs = x.swapaxes(axis, -1), g.swapaxes(axis, -1)
+    n = xs.shape[-1]
+    rows = MaskedFill.apply(xs.unsqueeze(-2).expand(xs.shape[:-1] + (n, n)), mask=xp.eye(n, dtype=bool), value=1)
+    products = Cumprod.apply(rows, axis=rows.ndim - 1)  # [i, j] = prod_{k <= j, k != i} x_k
+    later = const(g, xp.triu(xp.ones((n, n), dtype=g.dtype)))  # only j >= i depends on x_i
+    return (gs.unsqueeze(-2) * products * later).sum(axis=-1).swapaxes(axis, -1)
