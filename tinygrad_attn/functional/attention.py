@@ -14,6 +14,7 @@ from .arrange import repeat_interleave
 from .linalg import matmul
 from .nn import dropout, dropout_keep, softmax
 
+
 def causal_mask(t_q: int, t_k: int, backend_device="cpu"):
     """Boolean (t_q, t_k) mask, True = may attend. Aligned bottom-right: query i sits at
     absolute position t_k - t_q + i, which is what decoding with a KV cache needs."""

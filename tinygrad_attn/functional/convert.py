@@ -5,6 +5,7 @@ import numpy as np
 
 from ..ops import convert as C
 
+
 def to_device(x, device):
     return C.ToDevice.apply(x, device=device)
 

@@ -1,10 +1,10 @@
 """Elementwise functions: arithmetic, unary maths, activations, where/masked_fill/clip, comparisons."""
 from __future__ import annotations
 
+from ..dtypes import is_float, result_dtype
 from ..errors import DTypeError, ShapeError
 from ..ops import elementwise as E
 from ..tensor import Tensor
-from ..dtypes import is_float, result_dtype
 from ._common import _as_dtype, _binary, _bool_mask, _broadcast_error, _floating, _pair
 
 

@@ -9,6 +9,7 @@ from ..ops import linalg as L
 from ..tensor import Tensor
 from ._common import _pair
 
+
 def _same_float_dtype(op, *operands):
     """A product of two different float dtypes is refused (as in PyTorch): it would silently
     run at the wider precision and cost the narrower side's speed and memory."""

@@ -9,6 +9,7 @@ from ..tensor import Tensor
 from ._common import _array_on, _axis, _bool_mask, _require_float
 from .shape import _check_ids
 
+
 def softmax(x, axis=-1, mask=None, dim=None):
     """Stable softmax. With a boolean `mask` (True = keep), masked entries are 0 and
     a fully masked row is all zeros (zero gradient), never NaN."""

@@ -10,6 +10,7 @@ from ..tensor import Tensor
 from ._common import _axes
 from .convert import cast
 
+
 def sum(x, axis=None, keepdims=False, dim=None):
     return R.Sum.apply(x, axis=_axes("sum", axis, dim, x.ndim), keepdims=keepdims)
 

@@ -13,6 +13,7 @@ from ..ops import shape as S
 from ..tensor import Tensor
 from ._common import _array_on, _axes, _axis
 
+
 def _shape_arg(shape):
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         return tuple(shape[0])
