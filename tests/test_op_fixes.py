@@ -137,3 +137,19 @@ def test_clip_grad_norm_with_a_nan_gradient_scales_all_gradients():
     a.grad = tga.Tensor([np.inf, 1.0])
     with pytest.raises(tga.NonFiniteError, match="clip_grad_norm_"):
         clip_grad_norm_([a, b], 1.0, error_if_nonfinite=True)
+
+
+def test_float16_var_logsumexp_and_cross_entropy_mean_accumulate_in_float32():
+    rows = tga.Tensor((np.arange(70_000) % 2 * 200.0).astype(np.float16))  # squares of 100 add up past 65504
+    v = rows.var()
+    assert v.dtype == np.float16 and float(v.item()) == 10_000.0
+    lse = F.logsumexp(tga.Tensor(np.zeros(70_000, np.float16)))
+    np.testing.assert_allclose(float(lse.item()), np.log(70_000), rtol=1e-3)
+    ce = F.cross_entropy(tga.Tensor(np.zeros((70_000, 4), np.float16)), np.zeros(70_000, np.int64))
+    assert ce.dtype == np.float16
+    np.testing.assert_allclose(float(ce.item()), np.log(4), rtol=1e-3)
+
+
+def test_sums_of_bools_and_ints_count():
+    assert tga.Tensor([True, True, False]).sum().item() == 2
+    assert tga.Tensor(np.array([200, 100], np.uint8)).sum().item() == 300  # NumPy's widening, as PyTorch

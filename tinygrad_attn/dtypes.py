@@ -29,6 +29,12 @@ def is_half(dtype) -> bool:
     return is_float(dtype) and np.dtype(dtype).itemsize < 4
 
 
+def accumulator(dtype):
+    """The dtype a sum of `dtype` values accumulates in: float32 for float16/bfloat16, else None
+    (the array's own), as `xp.sum(..., dtype=accumulator(a.dtype))` takes it."""
+    return np.float32 if is_half(dtype) else None
+
+
 def category(dtype) -> int:
     """0 for bool, 1 for integers, 2 for floats."""
     if is_float(dtype):

@@ -47,6 +47,8 @@ def var(x, axis=None, keepdims=False, ddof=0, dim=None):
     count = int(np.prod([x.shape[a] for a in axes])) if axes else 1
     if count - ddof <= 0:
         raise ShapeError(f"var: {count} elements over axes {axes} with ddof={ddof} leave no degrees of freedom")
+    if is_half(x.dtype):  # squares of float16 overflow: the statistics are taken in float32
+        return cast(var(cast(x, np.float32), axes, keepdims, ddof), x.dtype)
     centered = x - mean(x, axes, keepdims=True)
     return sum(centered * centered, axes, keepdims) * (1.0 / (count - ddof))
 

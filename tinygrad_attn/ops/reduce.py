@@ -2,7 +2,7 @@
 import numpy as np
 
 from ..autograd import Function
-from ..dtypes import is_half
+from ..dtypes import accumulator
 from .elementwise import MaskedFill, const
 
 
@@ -26,8 +26,9 @@ class Sum(Function):
                 return self.backend.column_sum(a)
             if a.ndim and axis == (a.ndim - 1,) and keepdims:
                 return self.backend.row_sum(a)
-        if is_half(a.dtype):  # float16 / bfloat16 accumulate in float32
-            return self.xp.sum(a, axis=axis, keepdims=keepdims, dtype=np.float32).astype(a.dtype)
+        wide = accumulator(a.dtype)  # float16 / bfloat16 accumulate in float32
+        if wide is not None:
+            return self.xp.sum(a, axis=axis, keepdims=keepdims, dtype=wide).astype(a.dtype)
         return self.xp.sum(a, axis=axis, keepdims=keepdims)
 
     def backward(self, g):
@@ -67,7 +68,8 @@ class LogSumExp(Function):
         m = xp.max(a, axis=axis, keepdims=True)
         m = xp.where(xp.isfinite(m), m, 0)  # rows of -inf give -inf, not NaN
         with np.errstate(divide="ignore"):  # log(0) = -inf is the answer for a row of -inf
-            out = xp.log(xp.sum(xp.exp(a - m), axis=axis, keepdims=True)) + m
+            total = xp.sum(xp.exp(a - m), axis=axis, keepdims=True, dtype=accumulator(a.dtype))
+            out = (xp.log(total) + m).astype(a.dtype, copy=False)
         return out if keepdims else xp.reshape(out, tuple(n for i, n in enumerate(out.shape) if i not in axis))
 
     def backward(self, g):
