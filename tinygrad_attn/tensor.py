@@ -9,13 +9,8 @@ import numpy as np
 
 from . import autograd
 from .backend import _BACKENDS, CPU as DEFAULT_DEVICE, backend_of_array, get_backend, normalize_device
+from .dtypes import DEFAULT_FLOAT as _FLOAT_DEFAULT, is_float as _is_float
 from .errors import DTypeError, GraphError
-
-_FLOAT_DEFAULT = np.float32
-
-
-def _is_float(dtype) -> bool:
-    return np.dtype(dtype).kind == "f" or str(dtype) == "bfloat16"
 
 
 class Tensor:
@@ -224,6 +219,10 @@ class Tensor:
     def __rmul__(self, other): return F.mul(other, self)
     def __truediv__(self, other): return F.div(self, other)
     def __rtruediv__(self, other): return F.div(other, self)
+    def __floordiv__(self, other): return F.floor_divide(self, other)
+    def __rfloordiv__(self, other): return F.floor_divide(other, self)
+    def __mod__(self, other): return F.remainder(self, other)
+    def __rmod__(self, other): return F.remainder(other, self)
     def __pow__(self, other): return F.pow(self, other)
     def __rpow__(self, other): return F.pow(other, self)
     def __matmul__(self, other): return F.matmul(self, other)
@@ -239,7 +238,7 @@ class Tensor:
     def __le__(self, other): return F.compare(self, other, "less_equal")
     def __gt__(self, other): return F.compare(self, other, "greater")
     def __ge__(self, other): return F.compare(self, other, "greater_equal")
-    def __invert__(self): return F.logical_not(self)
+    def __invert__(self): return F.invert(self)
     __hash__ = object.__hash__
 
     def __bool__(self):
@@ -273,8 +272,8 @@ class Tensor:
     def var(self, axis=None, keepdims=False, ddof=0, dim=None): return F.var(self, axis, keepdims, ddof, dim=dim)
     def logsumexp(self, axis=None, keepdims=False, dim=None): return F.logsumexp(self, axis, keepdims, dim=dim)
     def argmax(self, axis=None, keepdims=False, dim=None): return F.argmax(self, axis, keepdims, dim=dim)
-    def any(self): return bool(self.numpy().any())
-    def all(self): return bool(self.numpy().all())
+    def any(self, axis=None, keepdims=False, dim=None): return F.any(self, axis, keepdims, dim=dim)
+    def all(self, axis=None, keepdims=False, dim=None): return F.all(self, axis, keepdims, dim=dim)
 
     def softmax(self, axis=-1, dim=None): return F.softmax(self, axis, dim=dim)
     def log_softmax(self, axis=-1, dim=None): return F.log_softmax(self, axis, dim=dim)
