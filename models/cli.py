@@ -12,6 +12,7 @@ Every mistake ends as one line on stderr and exit status 2. Also runs as `python
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import shlex
@@ -25,10 +26,10 @@ import numpy as np
 
 
 import tinygrad_attn as tga
-from tinygrad_attn import checkpoint, optim
+from tinygrad_attn import checkpoint, distributed, optim
 from tinygrad_attn.data import corpus_splits, load_shakespeare
 from tinygrad_attn.data.stream import SplitText, TextFile, encode_chunks, encode_to_file
-from tinygrad_attn.errors import DataError, TinygradAttnError
+from tinygrad_attn.errors import DataError, DistributedError, TinygradAttnError
 from tinygrad_attn.run_dir import hold_run
 from tinygrad_attn.tokenizers import WORD_PATTERN, build_tokenizer
 from tinygrad_attn.train import CHECKPOINT_DIR, METRICS_FILE, Trainer
@@ -154,8 +155,14 @@ def _resumed_setup(args, kind, out: Path):
 
 def cmd_train(args) -> int:
     kind, out = KINDS[args.model], Path(args.out or f"runs/{args.model}")
+    # under `mpiexec -n N` the N processes train one model; rank 0 alone writes and prints
+    main_rank = distributed.is_main()
+    if distributed.world_size() > 1 and args.device == "cuda":
+        from tinygrad_attn.backend.nccl import select_local_gpu
+        select_local_gpu(distributed.local_rank())
+    hold = hold_run if main_rank else (lambda out: contextlib.nullcontext())
     device = _check_device(args.device)
-    if args.preset == "base" and device == "cpu":
+    if args.preset == "base" and device == "cpu" and main_rank:
         warn("--preset base is sized for a GPU; on a CPU it takes hours (use --device cuda, or --preset small)")
     _check_out(out)
     created = not out.exists()
@@ -165,26 +172,32 @@ def cmd_train(args) -> int:
             if not checkpoint.exists(ckpt):
                 raise CLIError(f"--resume: no checkpoint in {out}; start a run with: "
                                f"{PROG} train {kind.name} --out {out}")
-            with hold_run(out):
+            with hold(out):
                 return _train(args, kind, out, device, *_resumed_setup(args, kind, out))
         if checkpoint.exists(ckpt) and not args.overwrite:
             raise CLIError(f"{out} already holds a trained run; continue it with --resume, "
                            f"replace it with --overwrite, or pick another --out")
         setup = _fresh_setup(args, kind)
-        with hold_run(out):
-            if args.overwrite:
-                shutil.rmtree(ckpt, ignore_errors=True)
-                (out / METRICS_FILE).unlink(missing_ok=True)
-            setup[3].save(out / TOKENIZER_FILE)
+        with hold(out):
+            if main_rank:
+                if args.overwrite:
+                    shutil.rmtree(ckpt, ignore_errors=True)
+                    (out / METRICS_FILE).unlink(missing_ok=True)
+                setup[3].save(out / TOKENIZER_FILE)
             return _train(args, kind, out, device, *setup)
     except (CLIError, FileNotFoundError, TinygradAttnError) as e:
-        if created and out.exists() and not checkpoint.exists(ckpt) and not isinstance(e, FloatingPointError):
+        if main_rank and created and out.exists() and not checkpoint.exists(ckpt) and not isinstance(e, FloatingPointError):
             shutil.rmtree(out, ignore_errors=True)   # a mistake leaves no half-made run directory
         raise
 
 
 def _train(args, kind, out, device, config, train, data, tokenizer, corpus) -> int:
-    train_ids = encode_to_file(tokenizer, corpus.chunks("train"), out / TOKENS_FILE)
+    ranks, main_rank = distributed.world_size(), distributed.is_main()
+    distributed.local_batch_size(train.batch_size, ranks)   # --batch-size is the global batch: it must split
+    if main_rank:
+        train_ids = encode_to_file(tokenizer, corpus.chunks("train"), out / TOKENS_FILE)
+    else:  # the same ids, kept in memory: rank 0 alone writes into the run directory
+        train_ids = encode_chunks(tokenizer, corpus.chunks("train"))
     eval_ids = encode_chunks(tokenizer, corpus.chunks("eval"))
     context = kind.context(config)
     _check_long_enough(train_ids, "training", context, data)
@@ -194,23 +207,28 @@ def _train(args, kind, out, device, config, train, data, tokenizer, corpus) -> i
     opt = optim.AdamW(optim.param_groups_for_weight_decay(model, train.weight_decay), lr=train.lr,
                       betas=train.betas)
     sched = optim.WarmupCosine(opt, min(train.warmup_steps, train.steps), train.steps, train.min_lr_ratio)
-    print(f"{kind.name}: {model.num_parameters():,} parameters, {config.tokenizer} tokenizer with "
-          f"{tokenizer.vocab_size} tokens; {len(train_ids):,} training / {len(eval_ids):,} held-out tokens; "
-          f"{train.steps} steps of {train.batch_size} on {device}")
-    trainer = Trainer(model, opt, kind.batch_fn(config, train, train_ids, tokenizer),
+    say = print if main_rank else (lambda *a: None)
+    say(f"{kind.name}: {model.num_parameters():,} parameters, {config.tokenizer} tokenizer with "
+        f"{tokenizer.vocab_size} tokens; {len(train_ids):,} training / {len(eval_ids):,} held-out tokens; "
+        f"{train.steps} steps of {train.batch_size} on {device}" + (f", {ranks} ranks" if ranks > 1 else ""))
+    batch_fn, parallel = kind.batch_fn(config, train, train_ids, tokenizer), None
+    if ranks > 1:
+        parallel = distributed.DataParallel(model)
+        batch_fn = parallel.shard(batch_fn)
+    trainer = Trainer(model, opt, batch_fn,
                       steps=train.steps, schedule=sched,
                       eval_fn=kind.eval_fn(_token_masking(config), train, eval_ids, tokenizer, train.eval_batches),
                       eval_every=train.eval_every, out_dir=out, grad_clip=train.grad_clip, seed=train.seed,
                       extra={"kind": kind.name, "model_config": config.to_dict(), "train_config": train.to_dict(),
                              "data": data_record(data), "tokenizer": tokenizer_record(tokenizer)},
-                      desc=f"train {kind.name}")
+                      desc=f"train {kind.name}", parallel=parallel)
     trainer.resume_command = resume_command(args.argv)
     try:
         trained = trainer.fit(resume=args.resume)
     except KeyboardInterrupt:
         return 130
-    if not trained:
-        return 0          # the trainer said there was nothing to do
+    if not trained or not main_rank:
+        return 0          # nothing to do, or a rank other than 0 (which alone reports)
     print(f"saved to {out} (checkpoint, {TOKENIZER_FILE}, {METRICS_FILE}) after {trainer.elapsed:.0f}s of training")
     if not args.no_sample:
         command = sorted(kind.commands)[0]
@@ -423,19 +441,23 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     tga.keep_freed_host_memory()  # a training process: keep freed activations for the next step
+    # every rank reports an error that all ranks raise together (rank 0 prints it); any
+    # other error on a rank aborts all of them with its message, so that none waits forever
+    report = print if distributed.launched_rank() == 0 else (lambda *a, **k: None)
     try:
         args = build_parser().parse_args(argv)
         args.argv = argv
-        return args.func(args)
+        with distributed.abort_on_error(distributed.world(), collective=(DistributedError, FloatingPointError)):
+            return args.func(args)
     except BrokenPipeError:
         # the reader went away (`... | head`): no traceback; keep Python from failing again at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno()) if _has_fileno(sys.stdout) else None
         return 0
     except FloatingPointError as e:   # the trainer's non-finite guard: not a usage mistake
-        print(f"{PROG}: training stopped: {e}", file=sys.stderr)
+        report(f"{PROG}: training stopped: {e}", file=sys.stderr)
         return 1
     except (CLIError, TinygradAttnError, FileNotFoundError) as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        report(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
 
 

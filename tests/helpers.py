@@ -22,28 +22,5 @@ def close(tensor, expected, rtol=1e-10, atol=1e-12):
 
 # ---------------------------------------------------------------- NumPy references (float64, stable)
 
-def np_softmax(x, axis=-1, mask=None):
-    x = np.asarray(x, dtype=np.float64)
-    if mask is not None:
-        x = np.where(mask, x, -np.inf)
-    m = np.max(x, axis=axis, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0.0)
-    e = np.exp(x - m)
-    s = e.sum(axis=axis, keepdims=True)
-    return np.divide(e, s, out=np.zeros_like(e), where=s > 0)
-
-
-def np_attention(q, k, v, mask=None, causal=False, float_mask=None, scale=None):
-    tq, tk = q.shape[-2], k.shape[-2]
-    scale = 1 / np.sqrt(q.shape[-1]) if scale is None else scale
-    s = q @ np.swapaxes(k, -1, -2) * scale
-    if float_mask is not None:
-        s = s + float_mask
-    allowed = np.ones(s.shape, dtype=bool)
-    if mask is not None:
-        allowed &= mask
-    if causal:
-        i, j = np.arange(tq)[:, None], np.arange(tk)[None, :]
-        allowed &= j <= i + (tk - tq)  # bottom-right aligned (KV-cache decoding)
-    w = np_softmax(s, -1, allowed)
-    return w @ v, w
+from tinygrad_attn.functional.references import attention_with_weights as np_attention  # noqa: E402,F401
+from tinygrad_attn.functional.references import softmax as np_softmax  # noqa: E402,F401

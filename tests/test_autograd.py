@@ -219,6 +219,28 @@ def test_hook_on_tensor_without_grad_raises(device):
         T(XS, device, grad=False).register_hook(lambda g: g)
 
 
+def test_post_accumulate_hook_sees_the_summed_and_accumulated_grad(device):
+    x = T(XS, device)
+    seen = []
+    handle = x.register_post_accumulate_grad_hook(lambda t: seen.append(t.grad.numpy().copy()))
+    (x * 2.0 + x * 3.0).sum().backward()   # x used twice: one call, after both paths are summed
+    assert len(seen) == 1
+    close(seen[0], [5.0, 5.0, 5.0])
+    (x * 1.0).sum().backward()             # a second backward: the hook sees .grad with both added
+    close(seen[1], [6.0, 6.0, 6.0])
+    handle.remove()
+    x.sum().backward()
+    assert len(seen) == 2
+
+
+def test_post_accumulate_hook_only_on_leaves_that_require_grad(device):
+    x = T(XS, device)
+    with pytest.raises(GraphError, match="leaf"):
+        (x * 2.0).register_post_accumulate_grad_hook(lambda t: None)
+    with pytest.raises(GraphError, match="leaf"):
+        T(XS, device, grad=False).register_post_accumulate_grad_hook(lambda t: None)
+
+
 def test_retain_grad_on_non_leaf(device):
     x = T(XS, device)
     y = x * 2.0

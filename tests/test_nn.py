@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 import tinygrad_attn as tga
 from tinygrad_attn import CheckpointError, nn, optim
+from tinygrad_attn import functional as F
 from tinygrad_attn.testing import arrays
 from tinygrad_attn.testing import module_gradcheck
 
@@ -291,3 +292,20 @@ def test_sinusoidal_positions_follow_the_formula_and_are_not_saved(device):
     np.testing.assert_allclose(out[2, 2 * i + 1], np.cos(pos * w), rtol=1e-6)
     assert list(pe.state_dict()) == [] and pe.num_parameters() == 0
     assert nn.sinusoid_table(4, 5).shape == (4, 5)
+
+
+@pytest.mark.parametrize("name", nn.activations.ACTIVATIONS)
+def test_activation_modules_call_their_function(name):
+    x = tga.Tensor(np.linspace(-3, 3, 12).reshape(3, 4), requires_grad=True)
+    module = getattr(nn, name)()
+    function = getattr(F, module.function)
+    np.testing.assert_array_equal(module(x).numpy(), function(x).numpy())
+    assert list(module.parameters()) == []
+
+
+def test_activation_module_options_are_passed_positionally_and_by_name():
+    x = tga.Tensor([-2.0, 3.0])
+    np.testing.assert_allclose(nn.LeakyReLU(0.2)(x).numpy(), [-0.4, 3.0])
+    np.testing.assert_allclose(nn.LeakyReLU(negative_slope=0.2)(x).numpy(), [-0.4, 3.0])
+    assert "negative_slope=0.2" in repr(nn.LeakyReLU(0.2))
+    np.testing.assert_allclose(nn.Hardtanh(-1.0, 2.5)(x).numpy(), [-1.0, 2.5])

@@ -1,92 +1,25 @@
-"""Elementwise ops: forward against NumPy, gradient against finite differences (float64).
-
-Binary ops are drawn over broadcasting shape pairs (0-d to 4-d, size-1 axes, missing
-leading axes); kinked ops draw inputs kept away from their kinks so that central
-differences never straddle one, and the tie rules are checked on explicit ties.
-"""
+"""Elementwise ops, the checks beyond the op table (tests/test_op_table.py generates the
+forward, gradient and second-order checks of every op): known values, saturation, the
+subgradient at kinks, the tie rules of maximum/minimum, and where each gradient goes."""
 import math
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
 import tinygrad_attn as tga
 from tinygrad_attn import functional as F
+from tinygrad_attn.functional.references import gelu_tanh as _gelu_tanh
 from tinygrad_attn.testing import arrays, broadcastable_shapes, gradcheck, masks, shapes
-from helpers import T, close
-
-# the device fixture is the same for every example, so function scope is safe here
-fixture_ok = settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                             HealthCheck.data_too_large, HealthCheck.filter_too_much])
-
-_erf = np.vectorize(math.erf, otypes=[np.float64])
+from helpers import T, close, fixture_ok
 
 
-def off_grid(shape):
-    """Values on a 0.25 grid shifted by 0.1: any two drawn this way and `on_grid` differ by >= 0.1."""
-    return hnp.arrays(np.int64, shape, elements=st.integers(-8, 8)).map(lambda a: a * 0.25 + 0.1)
-
-
-def on_grid(shape):
-    return hnp.arrays(np.int64, shape, elements=st.integers(-8, 8)).map(lambda a: a * 0.25)
-
-
-# ---------------------------------------------------------------- binary ops
-
-BINARY = {
-    "add": (F.add, np.add, {}, {}),
-    "sub": (F.sub, np.subtract, {}, {}),
-    "mul": (F.mul, np.multiply, {}, {}),
-    "div": (F.div, np.divide, {}, {"min_abs": 0.5}),
-    "pow": (F.pow, np.power, {"low": 0.5, "high": 2.0}, {"low": -2.0, "high": 2.0}),
-}
-
-
-@pytest.mark.parametrize("name", list(BINARY))
-@fixture_ok
-@given(data=st.data(), pair=broadcastable_shapes())
-def test_binary_forward_and_grad(device, name, data, pair):
-    fn, ref, a_kw, b_kw = BINARY[name]
-    a = data.draw(arrays(pair[0], **a_kw), label="a")
-    b = data.draw(arrays(pair[1], **b_kw), label="b")
-    ta, tb = T(a, device), T(b, device)
-    close(fn(ta, tb), ref(a, b))
-    gradcheck(fn, ta, tb)
-
-
-@pytest.mark.parametrize("name", list(BINARY))
-@fixture_ok
-@given(data=st.data(), shape=shapes())
-def test_binary_with_python_scalar_both_sides(device, name, data, shape):
-    fn, ref, a_kw, b_kw = BINARY[name]
-    a = data.draw(arrays(shape, **a_kw), label="a")
-    s = 1.5  # positive and away from 0: a valid base, divisor and exponent
-    ta = T(a, device)
-    close(fn(ta, s), ref(a, s))
-    gradcheck(lambda x: fn(x, s), ta)
-    if name != "pow":  # scalar ** tensor is tested below with a positive base
-        b = data.draw(arrays(shape, **b_kw), label="b")
-        tb = T(b, device)
-        close(fn(s, tb), ref(s, b))
-        gradcheck(lambda y: fn(s, y), tb)
-
-
-@fixture_ok
-@given(data=st.data(), shape=shapes())
-def test_pow_tensor_scalar_exponents(device, data, shape):
-    p = data.draw(st.sampled_from([2, 3, -1, 0.5, -0.5, 1.7, 0]), label="p")
-    a = data.draw(arrays(shape, low=0.3, high=2.0), label="a")
-    ta = T(a, device)
-    close(ta ** p, np.power(a, p))
-    gradcheck(lambda x: x ** p, ta)
-    # a negative base with an integer exponent is well defined
-    neg = -a
+def test_negative_base_with_an_integer_exponent(device):
+    neg = -np.random.default_rng(0).uniform(0.3, 2.0, size=(2, 3))
     tn = T(neg, device)
     close(tn ** 3, neg ** 3)
     gradcheck(lambda x: x ** 3, tn)
-
 
 @fixture_ok
 @given(data=st.data(), shape=shapes())
@@ -97,6 +30,7 @@ def test_scalar_base_rpow(device, data, shape):
     gradcheck(lambda y: 2.0 ** y, tb)
 
 
+
 def test_pow_gradient_formula_explicit(device):
     a, b = T([0.5, 2.0, 3.0], device), T([2.0, -1.0, 0.5], device)
     (a ** b).sum().backward()
@@ -104,37 +38,6 @@ def test_pow_gradient_formula_explicit(device):
     close(a.grad, bn * an ** (bn - 1))
     close(b.grad, an ** bn * np.log(an))
 
-
-# ---------------------------------------------------------------- unary ops
-
-def _gelu_tanh(x):
-    return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
-
-
-UNARY = {
-    "neg": (F.neg, np.negative, {}),
-    "exp": (F.exp, np.exp, {}),
-    "log": (F.log, np.log, {"low": 0.1, "high": 3.0}),
-    "sqrt": (F.sqrt, np.sqrt, {"low": 0.1, "high": 3.0}),
-    "tanh": (F.tanh, np.tanh, {}),
-    "sigmoid": (F.sigmoid, lambda x: 1 / (1 + np.exp(-x)), {"low": -6.0, "high": 6.0}),
-    "relu": (F.relu, lambda x: np.where(x > 0, x, 0.0), {"min_abs": 1e-2}),
-    "gelu_tanh": (lambda x: F.gelu(x, "tanh"), _gelu_tanh, {"low": -4.0, "high": 4.0}),
-    "gelu_exact": (lambda x: F.gelu(x, "none"), lambda x: 0.5 * x * (1 + _erf(x / math.sqrt(2))), {"low": -4.0, "high": 4.0}),
-    "abs": (F.abs, np.abs, {"min_abs": 1e-2}),
-    "erf": (F.erf, _erf, {}),
-}
-
-
-@pytest.mark.parametrize("name", list(UNARY))
-@fixture_ok
-@given(data=st.data(), shape=shapes())
-def test_unary_forward_and_grad(device, name, data, shape):
-    fn, ref, kw = UNARY[name]
-    a = data.draw(arrays(shape, **kw), label="a")
-    ta = T(a, device)
-    close(fn(ta), ref(a), rtol=1e-9)
-    gradcheck(fn, ta)
 
 
 def test_unary_known_values(device):
@@ -145,6 +48,7 @@ def test_unary_known_values(device):
     close(F.gelu(x, "tanh"), _gelu_tanh(np.array([-1.0, 0.0, 1.0, 2.0])))
     with pytest.raises(ValueError, match="gelu"):
         F.gelu(x, "quadratic")
+
 
 
 def test_sigmoid_and_tanh_saturate_without_overflow(device):
@@ -158,6 +62,7 @@ def test_sigmoid_and_tanh_saturate_without_overflow(device):
     close(x.grad[2], 0.25)
 
 
+
 def test_relu_and_abs_kink_subgradient_is_zero(device):
     x = T([-1.0, 0.0, 2.0], device)
     F.relu(x).sum().backward()
@@ -166,19 +71,6 @@ def test_relu_and_abs_kink_subgradient_is_zero(device):
     F.abs(y).sum().backward()
     close(y.grad, [-1.0, 0.0, 1.0])
 
-
-# ---------------------------------------------------------------- maximum / minimum
-
-@pytest.mark.parametrize("op", ["maximum", "minimum"])
-@fixture_ok
-@given(data=st.data(), pair=broadcastable_shapes())
-def test_maximum_minimum_forward_and_grad(device, op, data, pair):
-    a = data.draw(off_grid(pair[0]), label="a")  # never within 0.1 of b: no ties to straddle
-    b = data.draw(on_grid(pair[1]), label="b")
-    fn, ref = getattr(F, op), getattr(np, op)
-    ta, tb = T(a, device), T(b, device)
-    close(fn(ta, tb), ref(a, b))
-    gradcheck(fn, ta, tb)
 
 
 @pytest.mark.parametrize("op", ["maximum", "minimum"])
@@ -196,6 +88,7 @@ def test_maximum_minimum_ties_split_gradient_evenly(device, op):
         close(b.grad, [1.0, 0.0, 4.0])
 
 
+
 def test_maximum_tie_with_broadcast_scalar(device):
     # relu written as maximum(x, 0): the tie at 0 splits; the broadcast side sums its halves
     x = T([-1.0, 0.0, 0.0, 2.0], device)
@@ -205,7 +98,6 @@ def test_maximum_tie_with_broadcast_scalar(device):
     close(zero.grad, 1.0 + 0.5 + 0.5)
 
 
-# ---------------------------------------------------------------- where / masked_fill / clip
 
 @fixture_ok
 @given(data=st.data(), pair=broadcastable_shapes())
@@ -223,6 +115,7 @@ def test_where_forward_and_grad(device, data, pair):
     close(tb.grad, _sum_to((~cond).astype(float), pair[1]))
 
 
+
 def shapes_that_broadcast_to(shape):
     """Shapes that broadcast to `shape` without growing it: some leading dims dropped, some set to 1."""
     @st.composite
@@ -230,6 +123,7 @@ def shapes_that_broadcast_to(shape):
         drop = draw(st.integers(0, len(shape)))
         return tuple(draw(st.sampled_from([n, 1])) for n in shape[drop:])
     return build()
+
 
 
 def _sum_to(g, shape):
@@ -243,12 +137,14 @@ def _sum_to(g, shape):
     return g
 
 
+
 def test_where_with_python_scalar_side(device):
     x = T([1.0, -2.0, 3.0], device)
     y = F.where(np.array([True, False, True]), x, 0.0)
     close(y, [1.0, 0.0, 3.0])
     y.sum().backward()
     close(x.grad, [1.0, 0.0, 1.0])
+
 
 
 @fixture_ok
@@ -268,17 +164,6 @@ def test_masked_fill_forward_and_grad(device, data, shape):
     close(ta2.grad, np.broadcast_to(~mask, shape).astype(float))
 
 
-@fixture_ok
-@given(data=st.data(), shape=shapes())
-def test_clip_forward_and_grad(device, data, shape):
-    a = data.draw(off_grid(shape), label="a")  # bounds are on the grid, values 0.1 off it
-    low, high = data.draw(st.sampled_from([(-0.5, 0.75), (None, 0.5), (-1.0, None), (0.0, 0.0)]), label="bounds")
-    ta = T(a, device)
-    ref = np.clip(a, -np.inf if low is None else low, np.inf if high is None else high)
-    close(F.clip(ta, low, high), ref)
-    gradcheck(lambda x: F.clip(x, low, high), ta)
-    assert ta.clamp(low, high).shape == a.shape
-
 
 def test_clip_gradient_at_bounds_is_one(device):
     # documented: gradient 1 inside [min, max] with the ends included
@@ -287,3 +172,4 @@ def test_clip_gradient_at_bounds_is_one(device):
     close(x.grad, [0.0, 1.0, 1.0, 1.0, 0.0])
     with pytest.raises(ValueError, match="clip"):
         F.clip(x)
+

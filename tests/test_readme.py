@@ -35,20 +35,6 @@ def test_readme_graph_example_runs_and_its_dot_excerpt_is_what_it_prints(tmp_pat
     assert scope["dot_text"].count("shape=ellipse") == 9 and scope["dot_text"].count("shape=box") == 14
 
 
-def test_readme_custom_op_passes_gradcheck_and_a_wrong_backward_fails():
-    code = re.search(r"```python\n(import numpy as np\nimport tinygrad_attn as tga\nfrom tinygrad_attn.autograd "
-                     r"import Function\n.*?)```", README.read_text(), re.S).group(1)
-    scope = {}
-    exec(compile(code.replace("print(", "len("), "README custom op", "exec"), scope)
-    from tinygrad_attn.testing import GradcheckError, gradcheck
-
-    class Wrong(scope["Softplus"]):
-        def backward(self, g):
-            return (g * self.output,)
-    with pytest.raises(GradcheckError, match=r"worst element \(2, 0\): analytic 2.0135758 vs numeric 1.0256057"):
-        gradcheck(Wrong.apply, scope["x"])
-
-
 def test_readme_loads_a_trained_run(tmp_path, monkeypatch):
     from tinygrad_attn.models import cli
     assert cli.main(["train", "mlm", "--preset", "tiny", "--steps", "2", "--eval-every", "2", "--out",
@@ -65,3 +51,10 @@ def _tiny_corpus(tmp_path):
     path = tmp_path / "corpus.txt"
     path.write_text("The king will play the fool. To be or not to be, that is the question.\n" * 40)
     return path
+
+
+def test_readme_own_op_example_passes_its_checks():
+    code = re.search(r"### Your own op\n.*?```python\n(.*?)```", README.read_text(), re.S).group(1)
+    scope = {}
+    exec(compile(code.replace("print(", "results = ("), "README own op", "exec"), scope)
+    assert scope["results"] == (True, True)

@@ -12,7 +12,8 @@ from .errors import (CheckpointError, ConfigError, DataError, DeviceError, DType
 from .tensor import Tensor
 from . import functional
 from . import functional as F
-from .factories import arange, full, ones, ones_like, rand, randn, tensor, zeros, zeros_like, randint
+from .factories import (arange, eye, full, full_like, linspace, meshgrid, ones, ones_like, rand, randint, randn, tensor,
+                        zeros, zeros_like)
 from .gradients import grad
 from . import nn, optim, checkpoint
 

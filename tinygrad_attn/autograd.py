@@ -200,7 +200,9 @@ def run_backward(roots, root_grads, *, retain_graph=False, create_graph=False, i
             if wanted is not None and id(tensor) in wanted:
                 found[wanted[id(tensor)]] = grads.as_tensor(tensor, g)
             elif wanted is None and (tensor._ctx is None or tensor._retains_grad):
-                tensor._store_grad(grads.as_tensor(tensor, g, leaf_dtype=True))
+                tensor._store_grad(grads.as_tensor(tensor, g))
+                for hook in tensor._post_hooks or ():
+                    hook(tensor)
             ctx = tensor._ctx
             if ctx is None:
                 continue
@@ -233,8 +235,8 @@ class _TensorGrads:
         return ctx.backward(g)
 
     @staticmethod
-    def as_tensor(tensor, g, leaf_dtype=False):
-        return g
+    def as_tensor(tensor, g):
+        return g if g.dtype == tensor.dtype else g.astype(tensor.dtype)  # a gradient has its tensor's dtype
 
     @staticmethod
     def run_hooks(tensor, g):
@@ -289,9 +291,9 @@ class _ArrayGrads:
         return [None if pg is None else pg.data for pg in grads]
 
     @staticmethod
-    def as_tensor(tensor, g, leaf_dtype=False):
-        if leaf_dtype and g.dtype != tensor.dtype:
-            g = g.astype(tensor.dtype)  # a gradient has its leaf's dtype
+    def as_tensor(tensor, g):
+        if g.dtype != tensor.dtype:
+            g = g.astype(tensor.dtype)  # a gradient has its tensor's dtype
         return _make_tensor(g, tensor.device, False)
 
     @staticmethod

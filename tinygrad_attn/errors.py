@@ -44,3 +44,11 @@ class ConfigError(TinygradAttnError, ValueError):
 
 class RunInUseError(TinygradAttnError, RuntimeError):
     """Another process is training in the same run directory."""
+
+
+class DistributedError(TinygradAttnError, RuntimeError):
+    """Data-parallel training that cannot run: no mpi4py, ranks whose models differ, a batch that does not split."""
+
+
+class MPIMissingError(DistributedError, ImportError):
+    """Data-parallel training asked for, but mpi4py (or its MPI library) is not installed."""

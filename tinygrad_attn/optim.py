@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from .backend import get_backend
-from .errors import CheckpointError
+from .errors import CheckpointError, NonFiniteError
 from .tensor import Tensor, _is_float
 
 
@@ -306,11 +306,13 @@ class WarmupLinear(_WarmupSchedule):
 
 # ---------------------------------------------------------------- clipping
 
-def clip_grad_norm_(params, max_norm: float) -> float:
+def clip_grad_norm_(params, max_norm: float, error_if_nonfinite: bool = False) -> float:
     """Scale all gradients together so their global L2 norm is at most max_norm; return the norm before.
 
     Parameters without a gradient are ignored. The sum of squares is taken per
-    device and moved to the host once.
+    device and moved to the host once. A NaN or inf norm scales every gradient to NaN,
+    as in PyTorch (nothing passes unscaled), or raises NonFiniteError with
+    `error_if_nonfinite=True`.
     """
     params = [p for p in ([params] if isinstance(params, Tensor) else params) if p.grad is not None]
     if not params:
@@ -323,7 +325,9 @@ def clip_grad_norm_(params, max_norm: float) -> float:
         per_device[p.device] = per_device.get(p.device, 0.0) + (g * g).sum()
     total_sq = sum(float(s) for s in per_device.values())
     total = math.sqrt(total_sq)
-    if total > max_norm:
+    if not math.isfinite(total) and error_if_nonfinite:
+        raise NonFiniteError(f"clip_grad_norm_: the gradients' total norm is {total} over {len(params)} parameters")
+    if not total <= max_norm:  # NaN too: then the scale is NaN
         scale = max_norm / (total + 1e-6)
         for p in params:
             # a new array, not `*=`: the graph walk may share one gradient array between parameters

@@ -9,17 +9,13 @@ import numpy as np
 
 from . import autograd
 from .backend import _BACKENDS, CPU as DEFAULT_DEVICE, backend_of_array, get_backend, normalize_device
+from .dtypes import DEFAULT_FLOAT as _FLOAT_DEFAULT, is_float as _is_float
 from .errors import DTypeError, GraphError
-
-_FLOAT_DEFAULT = np.float32
-
-
-def _is_float(dtype) -> bool:
-    return np.dtype(dtype).kind == "f" or str(dtype) == "bfloat16"
 
 
 class Tensor:
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_device", "_hooks", "_retains_grad", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_device", "_hooks", "_post_hooks", "_retains_grad",
+                 "__weakref__")
     __array_priority__ = 1000  # so `ndarray + Tensor` calls our reflected operator
 
     def __init__(self, data, requires_grad=False, dtype=None, device=None):
@@ -37,7 +33,7 @@ class Tensor:
         self._device = backend.device
         self.grad = None
         self._ctx = None
-        self._hooks = None
+        self._hooks = self._post_hooks = None
         self._retains_grad = False
         self.requires_grad = False
         if requires_grad:
@@ -50,7 +46,7 @@ class Tensor:
         if not hasattr(data, "shape"):  # NumPy reductions return scalars, not 0-d arrays
             data = np.asarray(data)
         t.data, t._device, t.requires_grad = data, device, requires_grad
-        t.grad = t._ctx = t._hooks = None
+        t.grad = t._ctx = t._hooks = t._post_hooks = None
         t._retains_grad = False
         return t
 
@@ -173,6 +169,22 @@ class Tensor:
         self._hooks.append(hook)
         return _HookHandle(self._hooks, hook)
 
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call `hook(self)` each time backward has finished adding into this leaf's `.grad`.
+
+        The hook sees the accumulated `.grad` (what an optimizer would use) and returns
+        nothing; data-parallel training uses it to send gradients while backward goes on.
+        Returns a handle with `.remove()`.
+        """
+        if not self.requires_grad or not self.is_leaf:
+            raise GraphError("register_post_accumulate_grad_hook(): only a leaf tensor that requires grad "
+                             f"accumulates a .grad; got a {'non-leaf' if self.requires_grad else 'tensor without grad'}"
+                             f" of shape {self.shape}")
+        if self._post_hooks is None:
+            self._post_hooks = []
+        self._post_hooks.append(hook)
+        return _HookHandle(self._post_hooks, hook)
+
     def _store_grad(self, g) -> None:
         self.grad = g if self.grad is None else self.grad + g
 
@@ -209,6 +221,10 @@ class Tensor:
     def __rmul__(self, other): return F.mul(other, self)
     def __truediv__(self, other): return F.div(self, other)
     def __rtruediv__(self, other): return F.div(other, self)
+    def __floordiv__(self, other): return F.floor_divide(self, other)
+    def __rfloordiv__(self, other): return F.floor_divide(other, self)
+    def __mod__(self, other): return F.remainder(self, other)
+    def __rmod__(self, other): return F.remainder(other, self)
     def __pow__(self, other): return F.pow(self, other)
     def __rpow__(self, other): return F.pow(other, self)
     def __matmul__(self, other): return F.matmul(self, other)
@@ -224,7 +240,7 @@ class Tensor:
     def __le__(self, other): return F.compare(self, other, "less_equal")
     def __gt__(self, other): return F.compare(self, other, "greater")
     def __ge__(self, other): return F.compare(self, other, "greater_equal")
-    def __invert__(self): return F.logical_not(self)
+    def __invert__(self): return F.invert(self)
     __hash__ = object.__hash__
 
     def __bool__(self):
@@ -258,8 +274,8 @@ class Tensor:
     def var(self, axis=None, keepdims=False, ddof=0, dim=None): return F.var(self, axis, keepdims, ddof, dim=dim)
     def logsumexp(self, axis=None, keepdims=False, dim=None): return F.logsumexp(self, axis, keepdims, dim=dim)
     def argmax(self, axis=None, keepdims=False, dim=None): return F.argmax(self, axis, keepdims, dim=dim)
-    def any(self): return bool(self.numpy().any())
-    def all(self): return bool(self.numpy().all())
+    def any(self, axis=None, keepdims=False, dim=None): return F.any(self, axis, keepdims, dim=dim)
+    def all(self, axis=None, keepdims=False, dim=None): return F.all(self, axis, keepdims, dim=dim)
 
     def softmax(self, axis=-1, dim=None): return F.softmax(self, axis, dim=dim)
     def log_softmax(self, axis=-1, dim=None): return F.log_softmax(self, axis, dim=dim)

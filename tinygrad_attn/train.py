@@ -79,13 +79,15 @@ class Trainer:
     `progress`: a tqdm bar (default: only when stderr is a terminal); without the bar a
     line is printed every `log_every` steps. `print_fn` receives those lines.
     `resume_command` is how the user continues after an interruption (the CLI sets its command line).
+    `parallel`: a `distributed.DataParallel` when several processes train this model
+    (batch_fn then gives this rank's shard); only its rank 0 writes, prints and evaluates.
     """
 
     def __init__(self, model, optimizer, batch_fn: Callable, loss_fn: Callable | None = None, *, steps: int,
                  schedule=None, eval_fn: Callable | None = None, eval_every: int = 100, out_dir=None,
                  grad_clip: float | None = 1.0, seed: int = 0, extra: dict | None = None,
                  log_every: int | None = None, progress: bool | None = None, desc: str = "train",
-                 print_fn: Callable = print):
+                 print_fn: Callable = print, parallel=None):
         if steps < 1 or eval_every < 1:
             raise ValueError(f"Trainer: steps and eval_every must be >= 1, got {steps} and {eval_every}")
         self.model, self.optimizer, self.schedule = model, optimizer, schedule
@@ -98,6 +100,10 @@ class Trainer:
         self.log_every = log_every or max(1, steps // 10)
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.desc, self.print = desc, print_fn
+        self.parallel = parallel
+        self.is_main = parallel is None or parallel.is_main
+        if not self.is_main:
+            self.progress, self.print = False, lambda *args: None
         self.step = 0
         self.elapsed = 0.0               # seconds of training, summed over resumed runs
         self.last_checkpoint_step = None
@@ -122,8 +128,9 @@ class Trainer:
     def save(self) -> None:
         if self.checkpoint_path is None:
             return
-        checkpoint.save(self.checkpoint_path, self.model, self.optimizer,
-                        extra={**self.extra, "trainer": self._trainer_state()}, scheduler=self.schedule)
+        if self.is_main:   # every rank holds the same weights and state: one writer is enough
+            checkpoint.save(self.checkpoint_path, self.model, self.optimizer,
+                            extra={**self.extra, "trainer": self._trainer_state()}, scheduler=self.schedule)
         self.last_checkpoint_step = self.step
 
     def _resume(self) -> None:
@@ -157,9 +164,13 @@ class Trainer:
         self.optimizer.zero_grad()
         loss = self.loss_fn(self.model, batch)
         loss_value = float(loss.item())
+        if self.parallel is not None:
+            loss_value = self.parallel.average_loss(loss_value)   # all ranks agree, also on NaN
         if not math.isfinite(loss_value):
             self._fail("loss", loss_value, loss_value)
         loss.backward()
+        if self.parallel is not None:
+            self.parallel.reduce_gradients()
         grad_norm = clip_grad_norm_(self.params, self.grad_clip if self.grad_clip else math.inf)
         if not math.isfinite(grad_norm):
             self._fail("gradient norm", grad_norm, loss_value)
@@ -168,7 +179,7 @@ class Trainer:
         self.optimizer.step()
         self.step += 1
         return {"loss": loss_value, "lr": float(self.optimizer.param_groups[0]["lr"]), "grad_norm": float(grad_norm),
-                "tokens": _batch_tokens(batch)}
+                "tokens": _batch_tokens(batch) * (self.parallel.world_size if self.parallel else 1)}
 
     def evaluate(self) -> dict:
         """Run eval_fn in eval mode without gradients; {"eval_loss", "eval_ppl", ...}."""
@@ -181,6 +192,8 @@ class Trainer:
                 result = self.eval_fn(self.model)
         finally:
             self.model.train(was_training)
+        if self.parallel is not None:
+            result = self.parallel.broadcast(result)   # rank 0's numbers, and its NaN verdict, everywhere
         result = {"eval_loss": float(result)} if not isinstance(result, dict) else dict(result)
         loss = result.get("eval_loss")
         if loss is not None:
@@ -194,7 +207,13 @@ class Trainer:
     def fit(self, resume: bool = False, until: int | None = None) -> list[dict]:
         """Train to `steps` (or stop early after step `until`, saving there); return this call's step records."""
         keep_freed_host_memory()  # every step reuses the last one's activations: backend/host_memory.py
-        if self.out_dir is None:
+        if self.parallel is None:
+            return self._held_fit(resume, until)
+        with self.parallel.abort_on_error(collective=(NonFiniteError,)):
+            return self._held_fit(resume, until)
+
+    def _held_fit(self, resume: bool, until: int | None) -> list[dict]:
+        if self.out_dir is None or not self.is_main:  # rank 0 alone holds (and writes) the run directory
             return self._fit(resume, until)
         with hold_run(self.out_dir):
             return self._fit(resume, until)
@@ -208,14 +227,17 @@ class Trainer:
     def _fit(self, resume: bool, until: int | None) -> list[dict]:
         if resume:
             self._resume()
+        if self.parallel is not None:
+            self.parallel.start(self._backend_rng(), reseeded=resume)
         stop = self.steps if until is None else min(until, self.steps)
         if resume and self.step >= stop:
             self.print(f"already trained to step {self.step} of {self.steps}; nothing to do "
                        f"(ask for more steps to train longer)")
             return []
-        if self.out_dir is not None:
+        metrics = None
+        if self.out_dir is not None and self.is_main:
             keep_metrics_through(self.out_dir, self.step)   # lines past the starting step belong to a lost run
-        metrics = open(self.out_dir / METRICS_FILE, "a") if self.out_dir is not None else None
+            metrics = open(self.out_dir / METRICS_FILE, "a")
         catch_sigint = threading.current_thread() is threading.main_thread()
         if catch_sigint:
             self._stop_requested = False

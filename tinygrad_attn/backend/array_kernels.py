@@ -14,6 +14,8 @@ import math
 
 import numpy as np
 
+from ..dtypes import is_half
+
 GELU_K0 = math.sqrt(2.0 / math.pi)
 GELU_K1 = 0.044715
 
@@ -41,11 +43,18 @@ class ArrayKernels:
             m[~xp.isfinite(m)] = 0  # a row of -inf: exp(-inf - 0) = 0 everywhere ...
         e -= m
         xp.exp(e, out=e)
-        total = self.row_sum(e) if axis in (-1, e.ndim - 1) else xp.sum(e, axis=axis, keepdims=True)
+        total = self._sum(e, axis)
         if masked:
             total[total == 0] = 1  # ... and 0 / 1 = 0 instead of NaN
         e /= total
         return e
+
+    def _sum(self, x, axis):
+        """Sum along `axis`, kept; float16 and bfloat16 accumulate in float32 (a row of
+        70,000 exp values would overflow float16's 65504)."""
+        if is_half(x.dtype):
+            return self.xp.sum(x, axis=axis, keepdims=True, dtype=np.float32)
+        return self.row_sum(x) if axis in (-1, x.ndim - 1) else self.xp.sum(x, axis=axis, keepdims=True)
 
     def softmax_backward(self, y, g, axis):
         """dx = y * (g - sum(g * y))."""
@@ -66,7 +75,7 @@ class ArrayKernels:
         if x.ndim == 0:  # log of a one-entry distribution
             return xp.zeros_like(x)
         shifted = x - xp.max(x, axis=axis, keepdims=True)
-        shifted -= xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
+        shifted -= xp.log(self._sum(xp.exp(shifted), axis))
         return shifted
 
     def log_softmax_backward(self, y, g, axis):
@@ -88,13 +97,13 @@ class ArrayKernels:
         safe = xp.where(valid, targets, 0)
         shifted = logits - xp.max(logits, axis=-1, keepdims=True)
         e = xp.exp(shifted)
-        s = self.row_sum(e)
+        s = self._sum(e, -1)
         log_s = xp.log(s)[..., 0]
         loss = log_s - xp.take_along_axis(shifted, safe[..., None], axis=-1)[..., 0]
         if label_smoothing:
             loss = (1 - label_smoothing) * loss + label_smoothing * (log_s - xp.mean(shifted, axis=-1))
         e /= s
-        return xp.where(valid, loss, xp.asarray(0, dtype=logits.dtype)), e
+        return xp.where(valid, loss, 0).astype(logits.dtype, copy=False), e
 
     def cross_entropy_backward(self, logits, targets, probs, grad_scale, ignore_index, label_smoothing):
         """dx = scale * (probs - ((1 - eps) onehot(target) + eps / C)), 0 on ignored positions."""
@@ -113,6 +122,9 @@ class ArrayKernels:
         """xhat = (x - mean) * rstd, rstd = 1 / sqrt(var + eps); y = xhat * weight + bias.
         saved: (xhat, rstd)."""
         xp = self.xp
+        if is_half(x.dtype):  # the statistics of a float16 row overflow: compute in float32
+            y, saved = self.layer_norm(*(a.astype(np.float32) for a in (x, weight, bias)), eps)
+            return y.astype(x.dtype), saved
         inv_d = 1.0 / x.shape[-1]
         xhat = x - self.row_sum(x) * inv_d
         var = self.row_dot(xhat, xhat)
@@ -128,6 +140,9 @@ class ArrayKernels:
         """dx = rstd (gw - mean(gw) - xhat mean(gw xhat)) with gw = g * weight;
         dweight = sum over rows of g xhat; dbias = sum over rows of g."""
         xhat, rstd = saved
+        if is_half(g.dtype):
+            grads = self.layer_norm_backward(x, weight.astype(np.float32), g.astype(np.float32), saved, needs)
+            return tuple(None if d is None else d.astype(g.dtype) for d in grads)
         need_dx, need_dw, need_db = needs
         inv_d = 1.0 / g.shape[-1]
         dx = None

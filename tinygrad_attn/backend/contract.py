@@ -24,6 +24,7 @@ from abc import ABC, abstractmethod
 class Backend(ABC):
     device: str  # the name a Tensor reports: "cpu", "cuda"
     xp: object   # the array namespace
+    collectives: str  # how data-parallel ranks average its arrays: "mpi" (host memory) or "nccl" (GPUs)
 
     # data movement; random numbers
     @abstractmethod

@@ -36,6 +36,7 @@ def _sample_dtype(dtype):
 
 class CupyBackend(ArrayKernels, Backend):
     device = "cuda"
+    collectives = "nccl"
 
     def __init__(self):
         cupy = _import_cupy()

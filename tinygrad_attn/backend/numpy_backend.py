@@ -14,6 +14,7 @@ _MIN_ELEMENTS = 1 << 16  # per thread: below this a hand-off costs more than it 
 class NumpyBackend(ArrayKernels, Backend):
     device = "cpu"
     xp = np
+    collectives = "mpi"
 
     def __init__(self):
         self.rng = np.random.default_rng()

@@ -55,16 +55,31 @@ class Neg(Function):
 
 
 class Pow(Function):
-    """a ** b with both a tensor; d/da = b a^(b-1), d/db = a^b log a."""
+    """a ** b with both a tensor; d/da = b a^(b-1), d/db = a^b log a.
+
+    At a base of 0 the limits are taken, as in PyTorch: d/da is 0 where b = 0 (a^b is 1
+    there), and d/db is 0 where b >= 0 (a^b log a -> 0); for b < 0 it is -inf. The
+    offending base is replaced by 1 before the power or log, so that no 0 * inf makes a
+    NaN, in this gradient or in the next one.
+    """
 
     def forward(self, a, b):
         return a ** b
 
     def backward(self, g):
         a, b = self.inputs
-        ga = g * b * a ** (b - 1) if a.requires_grad else None
-        gb = g * self.output * a.log() if b.requires_grad else None
+        at_zero = a.data == 0
+        ga = gb = None
+        if a.requires_grad:
+            ga = g * b * _one_where(a, at_zero & (b.data == 0)) ** (b - 1)
+        if b.requires_grad:
+            gb = g * self.output * _one_where(a, at_zero & (b.data >= 0)).log()
         return ga, gb
+
+
+def _one_where(a, mask):
+    """a with 1 where mask is True (no gradient there); a itself when mask is all False."""
+    return MaskedFill.apply(a, mask=mask, value=1) if mask.any() else a
 
 
 class PowScalar(Function):
@@ -77,6 +92,8 @@ class PowScalar(Function):
     def backward(self, g):
         (a,) = self.inputs
         p = self.exponent
+        if p == 0:  # a^0 = 1 everywhere, even at 0 (where p a^(p-1) would be 0 * inf)
+            return (g * 0,)
         return (g * p * a ** (p - 1) if p != 2 else g * 2 * a,)
 
 

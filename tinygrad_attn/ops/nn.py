@@ -7,6 +7,7 @@ logits of +-1e4. Each `backward` is the derivative written with Tensor ops (what
 the same derivative on arrays, which the engine runs when no graph is recorded.
 """
 from ..autograd import Function
+from ..dtypes import accumulator
 from .elementwise import const
 
 
@@ -57,8 +58,8 @@ class CrossEntropy(Function):
         self.count = max(int(xp.sum(targets != ignore_index)), 1) if reduction == "mean" else 1
         if reduction == "none":
             return loss
-        total = xp.sum(loss)
-        return total if reduction == "sum" else total / self.count
+        total = xp.sum(loss, dtype=accumulator(loss.dtype))  # float16 losses add up in float32
+        return (total if reduction == "sum" else total / self.count).astype(loss.dtype)
 
     def backward(self, g):
         xp = self.xp

@@ -2,7 +2,8 @@
 import numpy as np
 
 from ..autograd import Function
-from .elementwise import const
+from ..dtypes import accumulator
+from .elementwise import MaskedFill, const
 
 
 def _kept_shape(shape, axis):
@@ -20,11 +21,14 @@ def _expand_back(g, in_shape, axis, keepdims):
 class Sum(Function):
     def forward(self, a, axis, keepdims):
         self.axis, self.keepdims = axis, keepdims
-        if a.dtype.kind == "f":  # the backend's fastest sums down columns (bias gradients) and along rows
+        if a.dtype.kind == "f" and a.dtype.itemsize >= 4:  # the backend's fastest sums down columns (bias gradients) and along rows
             if a.ndim == 2 and axis == (0,) and not keepdims:
                 return self.backend.column_sum(a)
             if a.ndim and axis == (a.ndim - 1,) and keepdims:
                 return self.backend.row_sum(a)
+        wide = accumulator(a.dtype)  # float16 / bfloat16 accumulate in float32
+        if wide is not None:
+            return self.xp.sum(a, axis=axis, keepdims=keepdims, dtype=wide).astype(a.dtype)
         return self.xp.sum(a, axis=axis, keepdims=keepdims)
 
     def backward(self, g):
@@ -47,6 +51,14 @@ class Max(Function):
         return (_expand_back(g, a.shape, self.axis, self.keepdims) * const(g, share),)
 
 
+class Min(Max):
+    """Min over axes (any dtype, bools included); ties share the gradient as for Max."""
+
+    def forward(self, a, axis, keepdims):
+        self.axis, self.keepdims = axis, keepdims
+        return self.xp.min(a, axis=axis, keepdims=keepdims)
+
+
 class LogSumExp(Function):
     """log(sum(exp(a))) over axes, computed after subtracting the max so it stays finite."""
 
@@ -56,7 +68,8 @@ class LogSumExp(Function):
         m = xp.max(a, axis=axis, keepdims=True)
         m = xp.where(xp.isfinite(m), m, 0)  # rows of -inf give -inf, not NaN
         with np.errstate(divide="ignore"):  # log(0) = -inf is the answer for a row of -inf
-            out = xp.log(xp.sum(xp.exp(a - m), axis=axis, keepdims=True)) + m
+            total = xp.sum(xp.exp(a - m), axis=axis, keepdims=True, dtype=accumulator(a.dtype))
+            out = (xp.log(total) + m).astype(a.dtype, copy=False)
         return out if keepdims else xp.reshape(out, tuple(n for i, n in enumerate(out.shape) if i not in axis))
 
     def backward(self, g):
@@ -68,3 +81,46 @@ class LogSumExp(Function):
         e = (a - const(g, xp.where(xp.isfinite(m), m, 0))).exp()
         softmax = e / e.sum(axis=self.axis, keepdims=True)
         return (_expand_back(g, a.shape, self.axis, self.keepdims) * softmax,)
+
+
+class Cumsum(Function):
+    """Running sum along `axis` (from the end when `reverse`); its adjoint is the running sum the
+    other way."""
+
+    def forward(self, a, axis, reverse=False):
+        self.axis, self.reverse = axis, reverse
+        xp = self.xp
+        if reverse:
+            return xp.flip(xp.cumsum(xp.flip(a, axis), axis=axis), axis)
+        return xp.cumsum(a, axis=axis)
+
+    def backward(self, g):
+        return (Cumsum.apply(g, axis=self.axis, reverse=not self.reverse),)
+
+
+class Cumprod(Function):
+    """Running product along `axis`. d out_j / d x_i = prod_{k <= j, k != i} x_k for j >= i:
+    without zeros that is out_j / x_i, so the gradient is a reverse running sum of g * out
+    divided by x; with a zero along the axis the products are taken as they are (an (n, n)
+    table per row), so the gradient stays exact there too."""
+
+    def forward(self, a, axis):
+        self.axis = axis
+        return self.xp.cumprod(a, axis=axis)
+
+    def backward(self, g):
+        x = self.inputs[0]
+        if not bool((x.data == 0).any()):
+            return (Cumsum.apply(g * self.output, axis=self.axis, reverse=True) / x,)
+        return (_cumprod_grad_with_zeros(x, g, self.axis),)
+
+
+def _cumprod_grad_with_zeros(x, g, axis):
+    """sum_{j >= i} g_j prod_{k <= j, k != i} x_k along `axis`, products taken one by one."""
+    xp = x.backend.xp
+    xs, gs = x.swapaxes(axis, -1), g.swapaxes(axis, -1)
+    n = xs.shape[-1]
+    rows = MaskedFill.apply(xs.unsqueeze(-2).expand(xs.shape[:-1] + (n, n)), mask=xp.eye(n, dtype=bool), value=1)
+    products = Cumprod.apply(rows, axis=rows.ndim - 1)  # [i, j] = prod_{k <= j, k != i} x_k
+    later = const(g, xp.triu(xp.ones((n, n), dtype=g.dtype)))  # only j >= i depends on x_i
+    return (gs.unsqueeze(-2) * products * later).sum(axis=-1).swapaxes(axis, -1)

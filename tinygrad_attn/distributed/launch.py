@@ -1,0 +1,110 @@
+"""Which process am I: rank and world size under an MPI launcher, the communicator, and abort-on-error.
+
+mpi4py is imported only when a launcher started more than one process (or the caller
+already uses mpi4py), so a plain `tinygrad-attn train` never initialises MPI.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from contextlib import contextmanager
+
+from ..errors import MPIMissingError
+
+INSTALL_HINT = "pip install -e '.[mpi]' (mpi4py and the mpich wheel, which brings mpiexec)"
+# set by the launchers in every process they start: MPICH/Intel MPI (hydra), Open MPI, MVAPICH
+_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+_RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
+_LOCAL_RANK_VARS = ("MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK", "MV2_COMM_WORLD_LOCAL_RANK")
+
+
+def import_mpi():
+    """mpi4py's MPI module, or an MPIMissingError (a DistributedError and an ImportError) saying how to install it."""
+    try:
+        from mpi4py import MPI
+    except ImportError as e:
+        raise MPIMissingError(f"data-parallel training needs mpi4py and an MPI library, which are not "
+                               f"installed ({e}); install them with: {INSTALL_HINT}") from None
+    return MPI
+
+
+def _from_environment(names, default: int) -> int:
+    for var in names:
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return default
+
+
+def launched_size() -> int:
+    """How many processes the MPI launcher started (1 when run without one)."""
+    return _from_environment(_SIZE_VARS, 1)
+
+
+def launched_rank() -> int:
+    """This process's rank as the launcher numbered it (0 without one); needs no MPI library."""
+    return _from_environment(_RANK_VARS, 0)
+
+
+def world():
+    """MPI's COMM_WORLD when this process runs under a launcher with other ranks (or mpi4py is in use), else None."""
+    if "mpi4py.MPI" in sys.modules or launched_size() > 1:
+        return import_mpi().COMM_WORLD
+    return None
+
+
+def communicator(comm=None):
+    """`comm` if given, else COMM_WORLD (a DistributedError if mpi4py is missing)."""
+    return comm if comm is not None else (world() or import_mpi().COMM_WORLD)
+
+
+def rank() -> int:
+    """This process's rank: 0 for the first (or only) process."""
+    comm = world()
+    return 0 if comm is None else comm.Get_rank()
+
+
+def world_size() -> int:
+    """How many processes train together (1 without a launcher)."""
+    comm = world()
+    return 1 if comm is None else comm.Get_size()
+
+
+def is_main() -> bool:
+    """True on rank 0, the only rank that writes checkpoints, metrics and progress."""
+    return rank() == 0
+
+
+def local_rank() -> int:
+    """This process's index among the ranks on its own machine (to pick its GPU)."""
+    if any(os.environ.get(var, "").isdigit() for var in _LOCAL_RANK_VARS):
+        return _from_environment(_LOCAL_RANK_VARS, 0)
+    comm = world()
+    if comm is None:
+        return 0
+    MPI = import_mpi()
+    return comm.Split_type(MPI.COMM_TYPE_SHARED).Get_rank()
+
+
+@contextmanager
+def abort_on_error(comm, collective: tuple = ()):
+    """Run a block; if it raises on this rank, say which rank and why, then abort every rank.
+
+    Without this, the other ranks would wait forever in their next collective for a rank
+    that is gone. `collective` lists exceptions that every rank raises together (they
+    agree on their cause, e.g. a non-finite averaged loss): those propagate normally.
+    """
+    try:
+        yield
+    except collective:
+        raise
+    except BaseException as e:  # KeyboardInterrupt and SystemExit too: the others would still hang
+        if comm is None or comm.Get_size() == 1:
+            raise
+        sys.stderr.write(
+            f"tinygrad_attn: rank {comm.Get_rank()} of {comm.Get_size()} failed with "
+            f"{type(e).__name__}: {e}\n{traceback.format_exc()}"
+            f"tinygrad_attn: aborting all {comm.Get_size()} ranks (rank {comm.Get_rank()} failed)\n")
+        sys.stderr.flush()
+        comm.Abort(1)
+        os._exit(1)   # MPICH's Abort can return before the launcher's kill arrives: never run on

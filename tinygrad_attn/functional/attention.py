@@ -1,0 +1,113 @@
+"""Attention: scaled_dot_product_attention (the one implementation) and causal_mask."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..backend import get_backend
+from ..errors import DTypeError, ShapeError
+from ..ops import attention as A
+from ..tensor import Tensor
+from ._common import _array_on, _like, require_broadcast
+from .arrange import repeat_interleave
+from .linalg import matmul
+from .nn import dropout, dropout_keep, softmax
+
+
+def causal_mask(t_q: int, t_k: int, backend_device="cpu"):
+    """Boolean (t_q, t_k) mask, True = may attend. Aligned bottom-right: query i sits at
+    absolute position t_k - t_q + i, which is what decoding with a KV cache needs."""
+    xp = get_backend(backend_device).xp
+    return xp.tril(xp.ones((t_q, t_k), dtype=bool), k=t_k - t_q)
+
+
+def scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=False, dropout_p=0.0, scale=None,
+                                 training=True, return_weights=False, return_scores=False, enable_gqa=False):
+    """softmax(q k^T * scale, masked) v over the last two axes.
+
+    q (..., Tq, d), k (..., Tk, d), v (..., Tk, dv), any strided views (the heads of a
+    split projection are read in place). `attn_mask` is boolean (True = may attend)
+    broadcasting to (..., Tq, Tk), or a float mask added to the scores; `is_causal` ANDs
+    in the causal mask (aligned bottom-right, for KV caches). Rows with nothing to
+    attend to give zeros and zero gradients. Dropout `dropout_p` acts on the weights.
+
+    Returns the output; with `return_weights` / `return_scores` a tuple (output, weights,
+    scores) of those asked for. Then the same maths runs step by step (matmul, softmax,
+    dropout, matmul), every step a Tensor of the graph that can be kept and hooked;
+    otherwise it runs as one op (ops/attention.py) whose scores never leave the kernel.
+    Both are differentiable any number of times and agree to rounding.
+
+    `enable_gqa`: grouped-query attention, k and v (..., Hkv, Tk, d) with fewer heads than q
+    (..., H, Tq, d), H a multiple of Hkv; each k/v head serves H / Hkv query heads in a row.
+    """
+    op = "scaled_dot_product_attention"
+    if enable_gqa:
+        k, v = _share_kv_heads(op, q, k, v)
+    if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
+        raise ShapeError(f"{op}: q {q.shape}, k {k.shape}, v {v.shape} need q[-1] == k[-1] and k[-2] == v[-2]")
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"{op}: dropout_p must be in [0, 1), got {dropout_p}")
+    t_q, t_k = q.shape[-2], k.shape[-2]
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    allowed, added = _attention_masks(op, q, attn_mask, is_causal, t_q, t_k)
+    try:
+        scores_shape = np.broadcast_shapes(q.shape[:-1], k.shape[:-2] + (1,), v.shape[:-2] + (1,)) + (t_k,)
+    except ValueError:
+        raise ShapeError(f"{op}: the batch axes of q {q.shape}, k {k.shape} and v {v.shape} do not broadcast") from None
+    for m in (allowed, added):
+        if m is not None:
+            require_broadcast(op, "mask", m.shape, "the scores' shape", scores_shape)
+    if not (return_weights or return_scores):
+        keep = dropout_keep(q, np.broadcast_shapes(scores_shape, *(m.shape for m in (allowed, added) if m is not None)),
+                            dropout_p, training)
+        return A.Attention.apply(q, k, v, mask=_additive_mask(q, allowed, added), scale=scale, keep=keep)
+    scores = matmul(q, k.swapaxes(-1, -2)) * scale
+    if added is not None:  # -inf entries leave the softmax through its mask, so empty rows give 0
+        finite = q.backend.xp.isfinite(added)
+        allowed = finite if allowed is None else allowed & finite
+        scores = scores + _like(q.backend.xp.where(finite, added, 0).astype(q.dtype), q)
+    weights = softmax(scores, -1, mask=allowed)
+    out = matmul(dropout(weights, dropout_p, training), v)
+    return (out,) + ((weights,) if return_weights else ()) + ((scores,) if return_scores else ())
+
+
+def _share_kv_heads(op, q, k, v):
+    """k and v with each head repeated to match q's heads (axis -3), for grouped-query attention."""
+    if min(q.ndim, k.ndim, v.ndim) < 3 or k.shape[-3] != v.shape[-3] or q.shape[-3] % k.shape[-3]:
+        raise ShapeError(f"{op}: enable_gqa needs q (..., H, Tq, d), k and v (..., Hkv, Tk, d) with H a multiple of "
+                         f"Hkv, got q {q.shape}, k {k.shape}, v {v.shape}")
+    group = q.shape[-3] // k.shape[-3]
+    if group == 1:
+        return k, v
+    return repeat_interleave(k, group, -3), repeat_interleave(v, group, -3)
+
+
+def _attention_masks(op, q, attn_mask, is_causal, t_q, t_k):
+    """(boolean mask or None, float mask or None) from attn_mask and is_causal."""
+    allowed, added = None, None
+    if attn_mask is not None:
+        m = _array_on(q, attn_mask)
+        if m.dtype == np.bool_:
+            allowed = m
+        elif m.dtype.kind == "f":
+            added = m
+        else:
+            raise DTypeError(f"{op}: attn_mask of dtype {m.dtype} (shape {m.shape}) is neither boolean (True = may "
+                             "attend) nor floating point (added to the scores); convert a 0/1 mask with .astype(bool)")
+    if is_causal:
+        c = causal_mask(t_q, t_k, q.device)
+        allowed = c if allowed is None else allowed & c
+    return allowed, added
+
+
+def _additive_mask(like: Tensor, allowed, added):
+    """One float mask to add to the scores, in the masks' own (small) broadcast shape:
+    `added` where `allowed`, -inf elsewhere; None when there is nothing to add."""
+    xp, dtype = like.backend.xp, like.dtype
+    if allowed is not None and bool(allowed.all()) and np.broadcast_shapes(allowed.shape[:-1], like.shape[:-1]) == like.shape[:-1]:
+        allowed = None  # e.g. a padding mask of a batch without padding: nothing to add (nor batch axes to keep)
+    if allowed is None:
+        return None if added is None else added.astype(dtype, copy=False)
+    kept = xp.asarray(0, dtype=dtype) if added is None else added.astype(dtype, copy=False)
+    return xp.where(allowed, kept, xp.asarray(-xp.inf, dtype=dtype))

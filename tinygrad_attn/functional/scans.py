@@ -1,0 +1,115 @@
+"""Reductions and scans beyond sum/max/mean: prod, std, any, all, argmin, cumsum, cumprod,
+logcumsumexp, sort, argsort, topk, softmin, normalize. Values picked by sort/topk are
+gathered, so their gradient flows to the selected entries."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..ops import reduce as R
+from ..tensor import Tensor
+from ._common import _axes, _axis, _floating
+from .elementwise import clip, exp, log
+from .nn import softmax
+from .reduce import sum, var
+from .shape import gather
+
+
+def _index_tensor(x, array):
+    return Tensor.wrap(array, x.device)
+
+
+def prod(x, axis=None, keepdims=False, dim=None):
+    """Product over one axis (or all), exact gradients with zeros too (see cumprod)."""
+    if dim is not None:
+        axis = dim
+    if axis is None:
+        out = cumprod(x.reshape(-1), 0)[-1] if x.size else Tensor.wrap(x.backend.xp.ones((), x.dtype), x.device)
+        return out.reshape((1,) * x.ndim) if keepdims else out
+    ax = _axis("prod", axis, None, x.ndim)
+    out = cumprod(x, ax)[(slice(None),) * ax + (slice(-1, None),)]
+    return out if keepdims else out.squeeze(ax)
+
+
+def std(x, axis=None, keepdims=False, ddof=0, dim=None):
+    """Standard deviation: sqrt(var) (ddof 0: population, 1: sample)."""
+    return var(x, axis, keepdims, ddof, dim=dim).sqrt()
+
+
+def any(x, axis=None, keepdims=False, dim=None):  # noqa: A001
+    """True where some element along the axes is nonzero (a boolean tensor)."""
+    axes = _axes("any", axis, dim, x.ndim)
+    return Tensor.wrap(x.backend.xp.any(x.data, axis=axes, keepdims=keepdims), x.device)
+
+
+def all(x, axis=None, keepdims=False, dim=None):  # noqa: A001
+    """True where every element along the axes is nonzero (a boolean tensor)."""
+    axes = _axes("all", axis, dim, x.ndim)
+    return Tensor.wrap(x.backend.xp.all(x.data, axis=axes, keepdims=keepdims), x.device)
+
+
+def argmin(x, axis=None, keepdims=False, dim=None):
+    xp = x.backend.xp
+    ax = dim if dim is not None else axis
+    return Tensor.wrap(xp.argmin(x.data, axis=ax, keepdims=keepdims), x.device)
+
+
+def cumsum(x, axis=0, dim=None):
+    ax = _axis("cumsum", axis, dim, x.ndim)
+    return R.Cumsum.apply(x if x.ndim else x.reshape(1), axis=ax).reshape(x.shape)
+
+
+def cumprod(x, axis=0, dim=None):
+    ax = _axis("cumprod", axis, dim, x.ndim)
+    return R.Cumprod.apply(x if x.ndim else x.reshape(1), axis=ax).reshape(x.shape)
+
+
+def logcumsumexp(x, axis=0, dim=None):
+    """log(cumsum(exp(x))), shifted by the (constant) max along the axis so that exp stays finite."""
+    x = _floating(x)
+    ax = _axis("logcumsumexp", axis, dim, x.ndim)
+    xp = x.backend.xp
+    top = xp.max(x.data, axis=ax, keepdims=True) if x.ndim else x.data
+    top = Tensor.wrap(xp.where(xp.isfinite(top), top, 0), x.device)
+    return log(cumsum(exp(x - top), ax)) + top
+
+
+def argsort(x, axis=-1, descending=False, dim=None):
+    """Indices that sort along `axis` (stable)."""
+    ax = _axis("argsort", axis, dim, x.ndim)
+    xp = x.backend.xp
+    data = -x.data if descending and x.dtype.kind != "b" else x.data
+    idx = xp.argsort(data, axis=ax, kind="stable") if x.ndim else xp.zeros((), dtype=np.int64)
+    return _index_tensor(x, idx)
+
+
+def sort(x, axis=-1, descending=False, dim=None):
+    """(values, indices) sorted along `axis`; the values' gradient flows back to where they came from."""
+    idx = argsort(x, axis, descending, dim)
+    if x.ndim == 0:
+        return x, idx
+    return gather(x, _axis("sort", axis, dim, x.ndim), idx), idx
+
+
+def topk(x, k, axis=-1, largest=True, sorted=True, dim=None):  # noqa: A002
+    """(values, indices) of the k largest (or smallest) along `axis`; gradient to the selected entries."""
+    ax = _axis("topk", axis, dim, x.ndim)
+    n = x.shape[ax] if x.ndim else 1
+    if not 0 <= k <= n:
+        raise ShapeError(f"topk: k={k} is out of range for axis {ax} of shape {x.shape}")
+    idx = argsort(x, ax, descending=largest).data
+    idx = idx[(slice(None),) * ax + (slice(0, k),)]
+    return gather(x, ax, idx), _index_tensor(x, idx)
+
+
+def softmin(x, axis=-1, dim=None):
+    """softmax(-x)."""
+    return softmax(-x, axis, dim=dim)
+
+
+def normalize(x, p=2.0, axis=1, eps=1e-12, dim=None):
+    """x / max(||x||_p, eps) along `axis` (PyTorch's default axis is 1)."""
+    ax = _axis("normalize", axis, dim, x.ndim)
+    # clamped before the root: max(norm, eps) all the same, and a zero vector gets gradient 0, not nan
+    norm = clip(sum(x.abs() ** p, ax, keepdims=True), min=eps ** p) ** (1.0 / p)
+    return x / norm
