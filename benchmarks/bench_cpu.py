@@ -78,6 +78,7 @@ def _ours(case):
     import tinygrad_attn as tga
     from benchmarks.our_steps import make_chain, make_step
     tga.keep_freed_host_memory()  # as the trainer does (PyTorch's allocator caches by itself)
+    tga.set_num_threads()         # as the trainer does: OMP_NUM_THREADS threads (torch.set_num_threads on the other side)
     tga.manual_seed(0)
     if case == "chain":
         return make_chain(1000, 16)

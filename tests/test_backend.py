@@ -302,26 +302,39 @@ def test_loss_scaler_recovers_gradients_that_underflow_in_float16():
 # ---------------------------------------------------------------- kernels split over threads
 
 def test_kernels_split_over_threads_give_the_one_thread_results(monkeypatch):
-    """The CPU backend splits attention, GELU and LayerNorm rows over threads: same numbers."""
+    """The CPU backend splits attention, GELU, LayerNorm and matrix products over threads: same numbers."""
     from tinygrad_attn import nn
     from tinygrad_attn.backend import numpy_backend
+    from tinygrad_attn.backend.row_threads import RowThreads
     cpu = tga.get_backend("cpu")
     monkeypatch.setattr(numpy_backend, "_MIN_ELEMENTS", 1)  # split even these small arrays
+    monkeypatch.setattr(numpy_backend, "_MIN_PRODUCT", 1)
     rng = np.random.default_rng(0)
     x_data = rng.standard_normal((5, 6, 8))
     kpm = rng.random((5, 6)) < 0.8
     results = []
     for threads in (1, 3):
-        cpu.set_num_threads(threads)
+        monkeypatch.setattr(cpu, "rows", RowThreads(threads))
         tga.manual_seed(0)
         block = nn.TransformerBlock(8, 2, dropout=0.2).double()
         x = tga.tensor(x_data, requires_grad=True)
         y = block(x, key_padding_mask=kpm, is_causal=True)
         (y * y).sum().backward()
         results.append([y.numpy(), x.grad.numpy()] + [p.grad.numpy() for p in block.parameters()])
-    monkeypatch.setattr(cpu, "rows", numpy_backend.RowThreads())
     for one, split in zip(*results):
         np.testing.assert_allclose(split, one, rtol=1e-12, atol=1e-12)
+
+
+def test_set_num_threads_splits_our_work_and_holds_blas_to_one_thread():
+    from threadpoolctl import threadpool_info, threadpool_limits
+    cpu = tga.get_backend("cpu")
+    before = cpu.rows
+    with threadpool_limits(limits=None):  # puts BLAS back as it was on the way out
+        try:
+            assert tga.set_num_threads(2) == 2 and cpu.rows.threads == 2
+            assert all(lib["num_threads"] == 1 for lib in threadpool_info() if lib["user_api"] == "blas")
+        finally:
+            cpu.rows = before
 
 
 def test_row_threads_cut_rows_evenly_and_wait_for_every_part():

@@ -3,7 +3,8 @@
 `contract.Backend` is what every backend provides (array namespace, data movement,
 generator, row sums, named kernels); `get_backend(device)` gives the one of a device,
 created on first use. The CuPy backend is imported only when a tensor asks for "cuda".
-`keep_freed_host_memory()` is an opt-in process setting for training on the CPU.
+`keep_freed_host_memory()` and `set_num_threads(n)` are opt-in process settings for
+training on the CPU (the trainer, the command line and the benchmarks call both).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from ..errors import DeviceError
 from .contract import Backend
 from .host_memory import keep_freed_host_memory
 
-__all__ = ["Backend", "get_backend", "manual_seed", "cuda_is_available", "keep_freed_host_memory"]
+__all__ = ["Backend", "get_backend", "manual_seed", "cuda_is_available", "keep_freed_host_memory", "set_num_threads"]
 
 _BACKENDS: dict[str, object] = {}
 _SEED: int | None = None
@@ -52,6 +53,14 @@ def backend_of_array(array):
     if type(array).__module__.startswith("cupy"):
         return get_backend(CUDA)
     return get_backend(CPU)
+
+
+def set_num_threads(n: int | None = None) -> int:
+    """Run the CPU kernels and matrix products on `n` threads of our own (default: OMP_NUM_THREADS,
+    else the usable cores), holding BLAS to one thread for the process (numpy_backend.py,
+    row_threads.py). Like `torch.set_num_threads`, a process-wide choice: opted into, never
+    made by import. Returns the number of threads."""
+    return get_backend(CPU).set_num_threads(n)
 
 
 def manual_seed(seed: int) -> None:

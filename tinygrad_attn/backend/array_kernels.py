@@ -23,6 +23,9 @@ GELU_K1 = 0.044715
 class ArrayKernels:
     """Mixin: the kernels of `Backend` on `self.xp`, using the backend's row/column sums."""
 
+    def matmul(self, a, b):
+        return self.xp.matmul(a, b)
+
     # ---- softmax family ---------------------------------------------------
     def softmax(self, x, axis, mask):
         """exp(x - max) / sum, masked entries 0; a row with nothing kept is all 0 (not NaN)."""

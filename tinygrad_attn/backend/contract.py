@@ -55,6 +55,8 @@ class Backend(ABC):
     def column_sum(self, a): """a.sum(axis=0) of a matrix (n, d): a bias gradient."""
     @abstractmethod
     def column_dot(self, a, b): """(a * b).sum(axis=0) of matrices (n, d): a scale gradient."""
+    @abstractmethod
+    def matmul(self, a, b): """a @ b with NumPy's rules (every product of the engine goes through here)."""
 
     # named kernels: array_kernels.py gives each one's formula
     @abstractmethod

@@ -6,9 +6,10 @@ import numpy as np
 
 from .array_kernels import ArrayKernels
 from .contract import Backend
-from .row_threads import RowThreads
+from .row_threads import RowThreads, default_threads
 
 _MIN_ELEMENTS = 1 << 16  # per thread: below this a hand-off costs more than it saves
+_MIN_PRODUCT = 1 << 20   # multiply-adds per thread, for matrix products
 
 
 class NumpyBackend(ArrayKernels, Backend):
@@ -21,9 +22,13 @@ class NumpyBackend(ArrayKernels, Backend):
         self.rows = RowThreads()
         self._erf = np.vectorize(math.erf, otypes=[np.float64])
 
-    def set_num_threads(self, n: int) -> None:
-        """How many threads the kernels split their rows over (default: OMP_NUM_THREADS, else the cores)."""
-        self.rows = RowThreads(n)
+    def set_num_threads(self, n: int | None = None) -> int:
+        """Compute on `n` threads of our own (default: OMP_NUM_THREADS, else the cores this process may
+        use), with BLAS held to one thread for the whole process: see row_threads.py. Returns n."""
+        from threadpoolctl import threadpool_limits
+        self.rows = RowThreads(default_threads() if n is None else n)
+        threadpool_limits(limits=1, user_api="blas")
+        return self.rows.threads
 
     def seed(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
@@ -100,6 +105,19 @@ class NumpyBackend(ArrayKernels, Backend):
     @staticmethod
     def column_dot(a, b):
         return np.einsum("ni,ni->i", a, b)
+
+    # ---- matrix products, split over threads ---------------------------------------
+    def matmul(self, a, b):
+        """a @ b; after set_num_threads(n), a large product of matrices is cut into blocks of rows of
+        `a`, one per thread, each computed by one-thread BLAS (see row_threads.py)."""
+        if a.ndim != 2 or b.ndim != 2 or a.dtype != b.dtype:
+            return np.matmul(a, b)
+        slices = self.rows.slices(a.shape[0], -(-_MIN_PRODUCT // max(a.shape[1] * b.shape[1], 1)))
+        if slices is None:
+            return np.matmul(a, b)
+        out = np.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
+        self.rows.map(lambda sl: np.matmul(a[sl], b, out=out[sl]), slices)
+        return out
 
     # ---- the row-independent kernels, split over threads ------------------------
     # Each part runs array_kernels.py's kernel on a slice of the leading axis and writes its

@@ -5,6 +5,15 @@ inside it, so two threads working on two halves of the rows use two cores. The C
 backend uses this for the kernels whose rows are independent: the attention core (per
 batch item), GELU and LayerNorm (per row). A kernel is split only when each thread gets
 enough rows to be worth a hand-off (a few hundred microseconds of work).
+
+Splitting is switched on by `tinygrad_attn.set_num_threads(n)`, which also holds BLAS
+to one thread for the process (threadpoolctl), as `torch.set_num_threads` does for its
+own pools: the matrix products are then split here too. Two reasons. The attention
+core's products are small (T x T x head_dim), where BLAS's threads cost more than they
+give: attention forward and backward of one layer (B=32, H=4, T=128, dh=32) took 50-60 ms
+with BLAS's two threads, 25 ms split in two with one BLAS thread each. And OpenBLAS's
+threads spin for ~0.1 s after each threaded call, on the very core the split kernels
+want: with them running, splitting made a training step slower, not faster.
 """
 from __future__ import annotations
 
@@ -25,8 +34,8 @@ def default_threads() -> int:
 
 
 class RowThreads:
-    def __init__(self, threads: int | None = None):
-        self.threads = default_threads() if threads is None else max(1, int(threads))
+    def __init__(self, threads: int = 1):
+        self.threads = max(1, int(threads))
         self._pool = None
 
     def slices(self, n: int, min_rows: int):

@@ -6,8 +6,8 @@ class MatMul(Function):
     def forward(self, a, b):
         if a.ndim > 2 and b.ndim == 2:
             # (..., K) @ (K, N) as one large GEMM instead of a loop of small ones
-            return self.xp.matmul(a.reshape(-1, a.shape[-1]), b).reshape(a.shape[:-1] + b.shape[-1:])
-        return self.xp.matmul(a, b)
+            return self.backend.matmul(a.reshape(-1, a.shape[-1]), b).reshape(a.shape[:-1] + b.shape[-1:])
+        return self.backend.matmul(a, b)
 
     def backward(self, g):
         a, b = self.inputs
@@ -27,7 +27,7 @@ class Linear(Function):
     place into the product instead of through a second full-size temporary."""
 
     def forward(self, x, weight, bias=None):
-        out = self.xp.matmul(x.reshape(-1, x.shape[-1]), weight.T)
+        out = self.backend.matmul(x.reshape(-1, x.shape[-1]), weight.T)
         if bias is not None:
             out += bias
         return out.reshape(x.shape[:-1] + weight.shape[:1])
