@@ -26,7 +26,9 @@ class NumpyBackend(ArrayKernels, Backend):
         """Compute on `n` threads of our own (default: OMP_NUM_THREADS, else the cores this process may
         use), with BLAS held to one thread for the whole process: see row_threads.py. Returns n."""
         from threadpoolctl import threadpool_limits
-        self.rows = RowThreads(default_threads() if n is None else n)
+        n = default_threads() if n is None else max(1, int(n))
+        if n != self.rows.threads:  # keep the running pool: the trainer asks on every fit()
+            self.rows = RowThreads(n)
         threadpool_limits(limits=1, user_api="blas")
         return self.rows.threads
 
