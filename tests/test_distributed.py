@@ -25,7 +25,8 @@ WORKER = Path(__file__).with_name("distributed_worker.py")
 sys.path.insert(0, str(WORKER.parent))
 import distributed_worker as worker  # noqa: E402
 
-MPIEXEC = shutil.which("mpiexec", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+BIN_PATH = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"   # this venv first
+MPIEXEC = shutil.which("mpiexec", path=BIN_PATH)
 needs_mpi = pytest.mark.skipif(
     importlib.util.find_spec("mpi4py") is None or MPIEXEC is None,
     reason="mpi4py or mpiexec is not installed (pip install -e '.[mpi]')")
@@ -162,7 +163,7 @@ def test_cli_trains_one_model_on_two_ranks(tmp_path):
     data = tmp_path / "text.txt"
     data.write_text("To be, or not to be, that is the question.\n" * 60)
     run = tmp_path / "run"
-    done = mpiexec("tinygrad-attn", "train", "gpt", "--preset", "tiny", "--steps", "4", "--eval-every", "2",
+    done = mpiexec(shutil.which("tinygrad-attn", path=BIN_PATH), "train", "gpt", "--preset", "tiny", "--steps", "4", "--eval-every", "2",
                    "--batch-size", "4", "--data", data, "--out", run, "--no-sample")
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("steps of 4 on cpu, 2 ranks") == 1          # rank 0 alone prints
@@ -173,7 +174,7 @@ def test_cli_trains_one_model_on_two_ranks(tmp_path):
     assert main(["train", "gpt", "--out", str(run), "--resume", "--steps", "6", "--no-sample"]) == 0
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5, 6]
-    bad = mpiexec("tinygrad-attn", "train", "gpt", "--preset", "tiny", "--steps", "2", "--batch-size", "5",
+    bad = mpiexec(shutil.which("tinygrad-attn", path=BIN_PATH), "train", "gpt", "--preset", "tiny", "--steps", "2", "--batch-size", "5",
                   "--data", data, "--out", tmp_path / "bad", "--no-sample")
     assert bad.returncode == 2
     assert bad.stderr.count("batch size 5 is the global batch, split over 2 ranks") == 1, bad.stderr

@@ -7,10 +7,16 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 from contextlib import contextmanager
 
 from ..errors import MPIMissingError
+
+# The launcher forwards each rank's stderr through a pipe, but it handles an abort as soon as it
+# arrives and kills the job: a message still in the pipe is lost (seen on a busy CI machine, where
+# a failing rank's whole report vanished). Give the launcher this long to read it first.
+ABORT_GRACE_SECONDS = 1.0
 
 INSTALL_HINT = "pip install -e '.[mpi]' (mpi4py and the mpich wheel, which brings mpiexec)"
 # set by the launchers in every process they start: MPICH/Intel MPI (hydra), Open MPI, MVAPICH
@@ -106,5 +112,6 @@ def abort_on_error(comm, collective: tuple = ()):
             f"{type(e).__name__}: {e}\n{traceback.format_exc()}"
             f"tinygrad_attn: aborting all {comm.Get_size()} ranks (rank {comm.Get_rank()} failed)\n")
         sys.stderr.flush()
+        time.sleep(ABORT_GRACE_SECONDS)
         comm.Abort(1)
         os._exit(1)   # MPICH's Abort can return before the launcher's kill arrives: never run on
