@@ -64,6 +64,14 @@ def test_a_second_trainer_on_one_run_directory_is_refused_and_told_who_holds_it(
     assert steps_logged(tmp_path) == [1, 2, 3, 4, 5, 6]
 
 
+@pytest.fixture
+def ctrl_c_interrupts():
+    """SIGINT as an interactive Python has it (a shell's background job starts with it ignored)."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 def interrupting(out, at_step, times, lines):
     calls = []
 
@@ -79,7 +87,7 @@ def interrupting(out, at_step, times, lines):
     return trainer
 
 
-def test_ctrl_c_finishes_the_step_saves_it_and_says_how_to_resume(tmp_path):
+def test_ctrl_c_finishes_the_step_saves_it_and_says_how_to_resume(tmp_path, ctrl_c_interrupts):
     lines = []
     trainer = interrupting(tmp_path, at_step=4, times=1, lines=lines)
     trainer.resume_command = "tinygrad-attn train gpt --out x --steps 20 --resume"
@@ -93,7 +101,7 @@ def test_ctrl_c_finishes_the_step_saves_it_and_says_how_to_resume(tmp_path):
     assert [r["step"] for r in history] == [5, 6]
 
 
-def test_a_second_ctrl_c_quits_at_once_without_saving(tmp_path):
+def test_a_second_ctrl_c_quits_at_once_without_saving(tmp_path, ctrl_c_interrupts):
     lines = []
     with pytest.raises(KeyboardInterrupt):
         interrupting(tmp_path, at_step=4, times=2, lines=lines).fit()
