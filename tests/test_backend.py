@@ -307,13 +307,13 @@ def test_kernels_split_over_threads_give_the_one_thread_results(monkeypatch):
     from tinygrad_attn.backend import numpy_backend
     from tinygrad_attn.backend.row_threads import RowThreads
     cpu = tga.get_backend("cpu")
-    monkeypatch.setattr(numpy_backend, "_MIN_ELEMENTS", 1)  # split even these small arrays
     monkeypatch.setattr(numpy_backend, "_MIN_PRODUCT", 1)
     rng = np.random.default_rng(0)
     x_data = rng.standard_normal((5, 6, 8))
     kpm = rng.random((5, 6)) < 0.8
     results = []
-    for threads in (1, 3):
+    for threads, elements in ((1, 1 << 30), (1, 7), (3, 7)):   # whole arrays, then blocks on 1 and 3 threads
+        monkeypatch.setattr(numpy_backend, "_BLOCK_ELEMENTS", elements)
         monkeypatch.setattr(cpu, "rows", RowThreads(threads))
         tga.manual_seed(0)
         block = nn.TransformerBlock(8, 2, dropout=0.2).double()
@@ -321,8 +321,9 @@ def test_kernels_split_over_threads_give_the_one_thread_results(monkeypatch):
         y = block(x, key_padding_mask=kpm, is_causal=True)
         (y * y).sum().backward()
         results.append([y.numpy(), x.grad.numpy()] + [p.grad.numpy() for p in block.parameters()])
-    for one, split in zip(*results):
-        np.testing.assert_allclose(split, one, rtol=1e-12, atol=1e-12)
+    for split in results[1:]:
+        for one, piece in zip(results[0], split):
+            np.testing.assert_allclose(piece, one, rtol=1e-12, atol=1e-12)
 
 
 def test_set_num_threads_splits_our_work_and_holds_blas_to_one_thread():
@@ -343,5 +344,8 @@ def test_row_threads_cut_rows_evenly_and_wait_for_every_part():
     assert rows.slices(10, 1) == [slice(0, 3), slice(3, 6), slice(6, 10)]
     assert rows.slices(10, 6) is None  # too few rows for two threads
     assert rows.map(lambda s: s.stop - s.start, rows.slices(7, 1)) == [2, 2, 3]
+    assert rows.blocks(10, 3) == [slice(0, 3), slice(3, 6), slice(6, 10)]
+    assert rows.blocks(10, 8) is None  # one block holds them all
+    assert rows.map(lambda s: s.start, rows.blocks(10, 1)) == list(range(10))   # in order, over 3 threads
     with pytest.raises(ZeroDivisionError):
         rows.map(lambda s: 1 / 0, rows.slices(6, 1))

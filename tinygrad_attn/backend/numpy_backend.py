@@ -8,7 +8,7 @@ from .array_kernels import ArrayKernels
 from .contract import Backend
 from .row_threads import RowThreads, default_threads
 
-_MIN_ELEMENTS = 1 << 16  # per thread: below this a hand-off costs more than it saves
+_BLOCK_ELEMENTS = 1 << 17  # a row-independent kernel runs on blocks of this many entries (row_threads.py)
 _MIN_PRODUCT = 1 << 20   # multiply-adds per thread, for matrix products
 
 
@@ -121,23 +121,26 @@ class NumpyBackend(ArrayKernels, Backend):
         self.rows.map(lambda sl: np.matmul(a[sl], b, out=out[sl]), slices)
         return out
 
-    # ---- the row-independent kernels, split over threads ------------------------
-    # Each part runs array_kernels.py's kernel on a slice of the leading axis and writes its
-    # output into one array; what a part saves for backward stays per slice, and the
+    # ---- the row-independent kernels, in cache-sized blocks over threads -------------
+    # Each part runs array_kernels.py's kernel on a block of the leading axis and writes its
+    # output into one array; what a part saves for backward stays per block, and the
     # backward splits the same way.
     def _parts(self, first, part, work_per_row=None):
-        """(slices, [part(s) for s in slices]) over `first`'s leading axis, or None for one thread."""
+        """(blocks, [part(b) for b in blocks]) over `first`'s leading axis, or None for one block."""
         n = first.shape[0] if first.ndim else 0
         if n < 2:
             return None
         per_row = work_per_row or max(first.size // n, 1)
-        slices = self.rows.slices(n, -(-_MIN_ELEMENTS // per_row))
-        return None if slices is None else (slices, self.rows.map(part, slices))
+        blocks = self.rows.blocks(n, _BLOCK_ELEMENTS // per_row)
+        return None if blocks is None else (blocks, self.rows.map(part, blocks))
 
     def _backward_parts(self, saved, part):
         return self.rows.map(lambda i: part(saved.slices[i], saved.parts[i]), range(len(saved.slices)))
 
     def gelu_tanh(self, x):
+        if x.ndim > 2:  # elementwise: blocks of rows of any leading axes
+            y, saved = self.gelu_tanh(_rows(x))
+            return y.reshape(x.shape), saved
         y = np.empty_like(x)
 
         def part(sl):
@@ -147,6 +150,8 @@ class NumpyBackend(ArrayKernels, Backend):
         return super().gelu_tanh(x) if done is None else (y, _PerSlice(*done))
 
     def gelu_tanh_backward(self, x, saved, g):
+        if x.ndim > 2:  # the forward ran on rows
+            return self.gelu_tanh_backward(_rows(x), saved, _rows(g)).reshape(x.shape)
         if not isinstance(saved, _PerSlice):
             return super().gelu_tanh_backward(x, saved, g)
         dx = np.empty_like(x)
@@ -157,6 +162,9 @@ class NumpyBackend(ArrayKernels, Backend):
         return dx
 
     def layer_norm(self, x, weight, bias, eps):
+        if x.ndim > 2:  # each row normalized on its own: blocks of rows of any leading axes
+            y, saved = self.layer_norm(_rows(x), weight, bias, eps)
+            return y.reshape(x.shape), saved
         y = np.empty_like(x)
 
         def part(sl):
@@ -166,6 +174,9 @@ class NumpyBackend(ArrayKernels, Backend):
         return super().layer_norm(x, weight, bias, eps) if done is None else (y, _PerSlice(*done))
 
     def layer_norm_backward(self, x, weight, g, saved, needs):
+        if x.ndim > 2:  # the forward ran on rows
+            dx, dw, db = self.layer_norm_backward(_rows(x), weight, _rows(g), saved, needs)
+            return (None if dx is None else dx.reshape(x.shape)), dw, db
         if not isinstance(saved, _PerSlice):
             return super().layer_norm_backward(x, weight, g, saved, needs)
         dx = np.empty_like(x) if needs[0] else None
@@ -210,6 +221,11 @@ class _PerSlice:
 
     def __init__(self, slices, parts):
         self.slices, self.parts = slices, parts
+
+
+def _rows(a):
+    """(..., d) -> (rows, d): a view when the layout allows."""
+    return a.reshape(-1, a.shape[-1])
 
 
 def _item(a, sl, ndim):

@@ -14,6 +14,14 @@ give: attention forward and backward of one layer (B=32, H=4, T=128, dh=32) took
 with BLAS's two threads, 25 ms split in two with one BLAS thread each. And OpenBLAS's
 threads spin for ~0.1 s after each threaded call, on the very core the split kernels
 want: with them running, splitting made a training step slower, not faster.
+
+The same row-independent kernels are also cut into blocks of about 128K entries (512 KB
+of float32; a core's L2 here is 2 MB) and each thread runs its run of blocks: each kernel
+is a chain of NumPy passes (GELU's backward makes eight), and run over a whole (B, T, 4d)
+activation every pass streams it from memory again, while block by block the passes after
+the first hit the cache. On 2 threads (best of 11): GELU forward+backward of (32, 128, 512)
+float32 24.6 -> 20.3 ms, attention of one layer (B=32, H=4, T=128, dh=32) 26.5 -> 20.0 ms;
+a training step (benchmarks' case B) 0.86x, case A 0.96x, case F 0.91x (paired in one process).
 """
 from __future__ import annotations
 
@@ -46,13 +54,28 @@ class RowThreads:
         bounds = [n * i // k for i in range(k + 1)]
         return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
 
+    @staticmethod
+    def blocks(n: int, rows_per_block: int):
+        """[0, n) cut into blocks of about `rows_per_block` rows, or None when one block holds them all."""
+        k = min(n, round(n / max(rows_per_block, 1)))
+        if k <= 1:
+            return None
+        bounds = [n * i // k for i in range(k + 1)]
+        return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+
     def map(self, fn, slices):
-        """[fn(s) for s in slices], the first on this thread and the others in the pool."""
+        """[fn(s) for s in slices]: the slices dealt out in runs, one run per thread (this thread
+        takes the first), each run in order."""
+        k = min(self.threads, len(slices))
+        if k <= 1:
+            return [fn(s) for s in slices]
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="tinygrad_attn")
-        futures = [self._pool.submit(fn, s) for s in slices[1:]]
+        bounds = [len(slices) * i // k for i in range(k + 1)]
+        runs = [slices[a:b] for a, b in zip(bounds, bounds[1:])]
+        futures = [self._pool.submit(lambda run: [fn(s) for s in run], run) for run in runs[1:]]
         try:
-            first = fn(slices[0])
+            first = [fn(s) for s in runs[0]]
         finally:
             rest = [f.result() for f in futures]  # wait for all, even when this thread's part failed
-        return [first] + rest
+        return first + [r for run in rest for r in run]
