@@ -299,53 +299,37 @@ def test_loss_scaler_recovers_gradients_that_underflow_in_float16():
         LossScaler(backoff_factor=1.5)
 
 
-# ---------------------------------------------------------------- kernels split over threads
+# ---------------------------------------------------------------- kernels run in cache-sized blocks
 
-def test_kernels_split_over_threads_give_the_one_thread_results(monkeypatch):
-    """The CPU backend splits attention, GELU, LayerNorm and matrix products over threads: same numbers."""
+def test_kernels_run_in_blocks_give_the_whole_array_results(monkeypatch):
+    """The CPU backend runs attention, GELU and LayerNorm block by block: the same numbers as whole."""
     from tinygrad_attn import nn
     from tinygrad_attn.backend import numpy_backend
-    from tinygrad_attn.backend.row_threads import RowThreads
-    cpu = tga.get_backend("cpu")
-    monkeypatch.setattr(numpy_backend, "_MIN_PRODUCT", 1)
     rng = np.random.default_rng(0)
     x_data = rng.standard_normal((5, 6, 8))
     kpm = rng.random((5, 6)) < 0.8
     results = []
-    for threads, elements in ((1, 1 << 30), (1, 7), (3, 7)):   # whole arrays, then blocks on 1 and 3 threads
+    for elements in (1 << 30, 7):   # whole arrays, then blocks of a row or a batch item
         monkeypatch.setattr(numpy_backend, "_BLOCK_ELEMENTS", elements)
-        monkeypatch.setattr(cpu, "rows", RowThreads(threads))
         tga.manual_seed(0)
         block = nn.TransformerBlock(8, 2, dropout=0.2).double()
         x = tga.tensor(x_data, requires_grad=True)
         y = block(x, key_padding_mask=kpm, is_causal=True)
         (y * y).sum().backward()
         results.append([y.numpy(), x.grad.numpy()] + [p.grad.numpy() for p in block.parameters()])
-    for split in results[1:]:
-        for one, piece in zip(results[0], split):
-            np.testing.assert_allclose(piece, one, rtol=1e-12, atol=1e-12)
+    for whole, in_blocks in zip(*results):
+        np.testing.assert_allclose(in_blocks, whole, rtol=1e-12, atol=1e-12)
 
 
-def test_set_num_threads_splits_our_work_and_holds_blas_to_one_thread():
+def test_blocks_cut_rows_evenly():
+    from tinygrad_attn.backend.numpy_backend import _blocks
+    assert _blocks(10, 3) == [slice(0, 3), slice(3, 6), slice(6, 10)]
+    assert _blocks(10, 8) is None  # one block holds them all
+    assert _blocks(3, 0) == [slice(0, 1), slice(1, 2), slice(2, 3)]   # a row is the smallest block
+
+
+def test_set_num_threads_sets_blas_threads():
     from threadpoolctl import threadpool_info, threadpool_limits
-    cpu = tga.get_backend("cpu")
-    before = cpu.rows
     with threadpool_limits(limits=None):  # puts BLAS back as it was on the way out
-        try:
-            assert tga.set_num_threads(2) == 2 and cpu.rows.threads == 2
-            assert all(lib["num_threads"] == 1 for lib in threadpool_info() if lib["user_api"] == "blas")
-        finally:
-            cpu.rows = before
-
-
-def test_row_threads_cut_rows_evenly_and_wait_for_every_part():
-    from tinygrad_attn.backend.row_threads import RowThreads
-    rows = RowThreads(3)
-    assert rows.slices(10, 1) == [slice(0, 3), slice(3, 6), slice(6, 10)]
-    assert rows.slices(10, 6) is None  # too few rows for two threads
-    assert rows.map(lambda s: s.stop - s.start, rows.slices(7, 1)) == [2, 2, 3]
-    assert rows.blocks(10, 3) == [slice(0, 3), slice(3, 6), slice(6, 10)]
-    assert rows.blocks(10, 8) is None  # one block holds them all
-    assert rows.map(lambda s: s.start, rows.blocks(10, 1)) == list(range(10))   # in order, over 3 threads
-    with pytest.raises(ZeroDivisionError):
-        rows.map(lambda s: 1 / 0, rows.slices(6, 1))
+        assert tga.set_num_threads(1) == 1
+        assert all(lib["num_threads"] == 1 for lib in threadpool_info() if lib["user_api"] == "blas")

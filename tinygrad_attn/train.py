@@ -39,7 +39,7 @@ import numpy as np
 from . import checkpoint
 from .autograd import no_grad
 from .backend import get_backend, keep_freed_host_memory, set_num_threads
-from .backend.row_threads import default_threads
+from .backend.numpy_backend import default_threads
 from .errors import CheckpointError, NonFiniteError
 from .optim import clip_grad_norm_
 from .run_dir import METRICS_FILE, hold_run, keep_metrics_through, read_metrics  # noqa: F401 (re-exported)
@@ -208,8 +208,7 @@ class Trainer:
     def fit(self, resume: bool = False, until: int | None = None) -> list[dict]:
         """Train to `steps` (or stop early after step `until`, saving there); return this call's step records."""
         keep_freed_host_memory()  # every step reuses the last one's activations: backend/host_memory.py
-        # the CPU kernels and products on our own threads (backend/row_threads.py); ranks on one
-        # machine share its cores
+        # BLAS threads for the CPU's products; ranks on one machine share its cores
         set_num_threads(None if self.parallel is None else max(1, default_threads() // self.parallel.world_size))
         if self.parallel is None:
             return self._held_fit(resume, until)

@@ -56,10 +56,9 @@ def backend_of_array(array):
 
 
 def set_num_threads(n: int | None = None) -> int:
-    """Run the CPU kernels and matrix products on `n` threads of our own (default: OMP_NUM_THREADS,
-    else the usable cores), holding BLAS to one thread for the process (numpy_backend.py,
-    row_threads.py). Like `torch.set_num_threads`, a process-wide choice: opted into, never
-    made by import. Returns the number of threads."""
+    """Let the CPU's matrix products (BLAS) use `n` threads (default: OMP_NUM_THREADS, else the
+    usable cores). Like `torch.set_num_threads`, a process-wide choice: opted into, never made
+    by import (ranks of a data-parallel run on one machine share its cores). Returns n."""
     return get_backend(CPU).set_num_threads(n)
 
 
