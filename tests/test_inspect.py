@@ -36,10 +36,11 @@ def _mlm(text="the cat sat on the mat. a dog ran."):
 
 # ------------------------------------------------------------------ capture changes nothing
 
-def _set_fused_attention(model, fused):
+def _watch_attention(model):
+    """Keep every attention layer's weights, as a capture does: attention then runs step by step."""
     for m in model.modules():
         if isinstance(m, nn.MultiHeadAttention):
-            m.fused = fused
+            m.keep_weights = True
 
 
 def _without_then_with_capture(model):
@@ -59,8 +60,8 @@ def _without_then_with_capture(model):
 
 def test_capture_leaves_loss_and_every_gradient_bit_identical(device):
     model = _gpt(device, dropout=0.1)   # dropout too: the capture must not draw random numbers
-    # a capture watches attention, which then runs its composite path: compare with that path
-    _set_fused_attention(model, False)
+    # a capture watches attention, which then runs step by step: compare with that path
+    _watch_attention(model)
     plain_loss, plain, loss, grads, cap = _without_then_with_capture(model)
     assert loss.numpy().tobytes() == plain_loss.numpy().tobytes()
     for name, g in grads.items():
@@ -226,7 +227,7 @@ def test_layer_outputs_are_the_encoder_hidden_states():
     ids = np.array([tok.encode("the cat sat"), tok.encode("a dog ran..")])
     mask = np.ones_like(ids, dtype=bool)
     mask[1, -2:] = False
-    _set_fused_attention(model, False)  # the path a capture runs
+    _watch_attention(model)  # the path a capture runs
     states = [s.numpy() for s in model.hidden_states(ids, mask)]
     with inspect.capture(model, layers=[nn.TransformerBlock, "tok_emb"]) as cap:
         model.hidden_states(ids, mask)[-1].sum().backward()
