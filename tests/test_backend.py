@@ -333,3 +333,14 @@ def test_set_num_threads_sets_blas_threads():
     with threadpool_limits(limits=None):  # puts BLAS back as it was on the way out
         assert tga.set_num_threads(1) == 1
         assert all(lib["num_threads"] == 1 for lib in threadpool_info() if lib["user_api"] == "blas")
+
+
+def test_row_kernels_take_empty_arrays():
+    """GELU and LayerNorm flatten leading axes into rows: an empty last or leading axis still works."""
+    from tinygrad_attn import functional as F
+    x = tga.zeros((2, 3, 0), requires_grad=True)
+    F.gelu(x, approximate="tanh").sum().backward()
+    assert x.grad.shape == (2, 3, 0)
+    z = tga.zeros((2, 0, 4), requires_grad=True)
+    tga.nn.LayerNorm(4)(z).sum().backward()
+    assert z.grad.shape == (2, 0, 4)

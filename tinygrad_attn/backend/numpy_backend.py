@@ -243,8 +243,8 @@ class _PerBlock:
 
 
 def _rows(a):
-    """(..., d) -> (rows, d): a view when the layout allows."""
-    return a.reshape(-1, a.shape[-1])
+    """(..., d) -> (rows, d): a view when the layout allows (also when d = 0, unlike reshape(-1, d))."""
+    return a.reshape(math.prod(a.shape[:-1]), a.shape[-1])
 
 
 def _item(a, sl, ndim):
