@@ -297,10 +297,5 @@ class _ArrayGrads:
         return _make_tensor(g, tensor.device, False)
 
     @staticmethod
-    def run_hooks(tensor, g):
-        wrapped = _make_tensor(g, tensor.device, False)
-        for hook in tensor._hooks:
-            replaced = hook(wrapped)
-            if replaced is not None:
-                wrapped = replaced
-        return wrapped.data
+    def run_hooks(tensor, g):  # hooks see and return Tensors
+        return _TensorGrads.run_hooks(tensor, _make_tensor(g, tensor.device, False)).data
