@@ -58,15 +58,17 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=False, dropo
     for m in (allowed, added):
         if m is not None:
             require_broadcast(op, "mask", m.shape, "the scores' shape", scores_shape)
+    mask = _additive_mask(q, allowed, added)
     if not (return_weights or return_scores):
         keep = dropout_keep(q, np.broadcast_shapes(scores_shape, *(m.shape for m in (allowed, added) if m is not None)),
                             dropout_p, training)
-        return A.Attention.apply(q, k, v, mask=_additive_mask(q, allowed, added), scale=scale, keep=keep)
+        return A.Attention.apply(q, k, v, mask=mask, scale=scale, keep=keep)
+    # step by step, as the op's Tensor-level backward does: -inf entries leave the softmax
+    # through its boolean mask (so an empty row gives 0), the finite ones are added
     scores = matmul(q, k.swapaxes(-1, -2)) * scale
-    if added is not None:  # -inf entries leave the softmax through its mask, so empty rows give 0
-        finite = q.backend.xp.isfinite(added)
-        allowed = finite if allowed is None else allowed & finite
-        scores = scores + _like(q.backend.xp.where(finite, added, 0).astype(q.dtype), q)
+    allowed = None if mask is None else q.backend.xp.isfinite(mask)
+    if added is not None:
+        scores = scores + _like(q.backend.xp.where(allowed, mask, 0), q)
     weights = softmax(scores, -1, mask=allowed)
     out = matmul(dropout(weights, dropout_p, training), v)
     return (out,) + ((weights,) if return_weights else ()) + ((scores,) if return_scores else ())
