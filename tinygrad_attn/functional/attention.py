@@ -58,7 +58,7 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=False, dropo
     for m in (allowed, added):
         if m is not None:
             require_broadcast(op, "mask", m.shape, "the scores' shape", scores_shape)
-    mask = _additive_mask(q, allowed, added)
+    mask = additive_mask(q, allowed, added)
     if not (return_weights or return_scores):
         keep = dropout_keep(q, np.broadcast_shapes(scores_shape, *(m.shape for m in (allowed, added) if m is not None)),
                             dropout_p, training)
@@ -103,7 +103,7 @@ def _attention_masks(op, q, attn_mask, is_causal, t_q, t_k):
     return allowed, added
 
 
-def _additive_mask(like: Tensor, allowed, added):
+def additive_mask(like: Tensor, allowed, added):
     """One float mask to add to the scores, in the masks' own (small) broadcast shape:
     `added` where `allowed`, -inf elsewhere; None when there is nothing to add."""
     xp, dtype = like.backend.xp, like.dtype

@@ -37,6 +37,7 @@ import numpy as np
 
 from .. import functional as F
 from ..errors import DeviceError, ShapeError
+from ..functional.attention import additive_mask
 from ..tensor import Tensor
 from .layers import Linear
 from .module import Module
@@ -157,10 +158,7 @@ class MultiHeadAttention(Module):
                             (x.shape[0], self.n_heads, t_q, t_k))
         if mask is None:
             return m
-        if m.dtype == np.bool_:
-            return mask & m
-        xp = x.backend.xp
-        return xp.where(mask, m.astype(x.dtype), xp.asarray(-xp.inf, dtype=x.dtype))
+        return mask & m if m.dtype == np.bool_ else additive_mask(x, mask, m)
 
     def forward(self, x, key_padding_mask=None, is_causal=False, attn_mask=None, kv_cache=None, need_weights=False):
         if x.ndim != 3 or x.shape[-1] != self.d_model:
