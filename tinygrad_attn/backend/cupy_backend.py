@@ -126,12 +126,13 @@ class CupyBackend(ArrayKernels, Backend):
         if cuda is None:
             return super().cross_entropy(logits, targets, ignore_index, label_smoothing)
         loss, stats = cuda.cross_entropy(logits, targets, ignore_index, label_smoothing)
-        return loss.astype(logits.dtype), stats  # saved: per-row max and log-sum-exp
+        return loss.astype(logits.dtype), ("cuda", stats)  # saved: per-row max and log-sum-exp
 
     def cross_entropy_backward(self, logits, targets, saved, grad_scale, ignore_index, label_smoothing):
-        if saved.shape[-1:] != (2,) or saved.shape[:-1] != targets.shape or self._cuda(logits) is None:
+        if not isinstance(saved, tuple):  # saved by the array kernels (the probabilities)
             return super().cross_entropy_backward(logits, targets, saved, grad_scale, ignore_index, label_smoothing)
-        return self.cuda_kernels.cross_entropy_backward(logits, targets, saved, grad_scale, ignore_index, label_smoothing)
+        return self.cuda_kernels.cross_entropy_backward(logits, targets, saved[1], grad_scale, ignore_index,
+                                                        label_smoothing)
 
     def layer_norm(self, x, weight, bias, eps):
         cuda = self._cuda(x, weight, bias)
