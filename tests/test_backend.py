@@ -110,6 +110,31 @@ def test_scatter_add_accumulates_repeated_indices(device):
     np.testing.assert_allclose(host(target), expected, rtol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_and_column_reductions_match_numpy(device, dtype):
+    b = tga.get_backend(device)
+    rng = np.random.default_rng(0)
+    a, c = (rng.standard_normal((3, 5, 7)).astype(dtype) for _ in range(2))
+    a[0, 1, 2], a[1, 0, :] = np.inf, -np.inf  # an inf entry, a row of -inf
+    ad, cd = b.asarray(a), b.asarray(c)
+    for got, want in [(b.row_max(ad), a.max(-1, keepdims=True)), (b.row_sum(cd), c.sum(-1, keepdims=True)),
+                      (b.row_dot(ad[2:], cd[2:]), (a[2:] * c[2:]).sum(-1, keepdims=True)),
+                      (b.column_sum(cd[0]), c[0].sum(0)), (b.column_dot(ad[2], cd[2]), (a[2] * c[2]).sum(0))]:
+        assert got.shape == want.shape
+        np.testing.assert_allclose(host(got), want, rtol=1e-5)
+
+
+def test_a_nan_score_makes_its_softmax_row_nan_and_leaves_the_others(device):
+    # row_max may skip NaN (NumPy's fmax does): the row must still come out NaN, not a
+    # distribution that silently ignores the NaN entry
+    b = tga.get_backend(device)
+    x = np.array([[0.0, np.nan, 1.0], [0.0, 1.0, 2.0]])
+    for mask in (None, np.array([[True, True, False], [True, True, True]])):
+        p = host(b.softmax(b.asarray(x), -1, None if mask is None else b.asarray(mask)))
+        assert np.isnan(p[0]).all()
+        np.testing.assert_allclose(p[1], np.exp([0, 1, 2]) / np.exp([0, 1, 2]).sum())
+
+
 def test_erf_matches_math_erf(device):
     b = tga.get_backend(device)
     xs = np.concatenate([np.linspace(-6, 6, 241), [0.0, 1e-8, -1e-8, 30.0, -30.0]])

@@ -41,7 +41,7 @@ class ArrayKernels:
         """softmax of `e` along `axis`, in place (one full-size array for the biggest arrays of
         a step, attention's scores). `masked`: -inf entries may fill a row, which then gives 0."""
         xp = self.xp
-        m = xp.max(e, axis=axis, keepdims=True)
+        m = self._max(e, axis)
         if masked:
             m[~xp.isfinite(m)] = 0  # a row of -inf: exp(-inf - 0) = 0 everywhere ...
         e -= m
@@ -51,6 +51,10 @@ class ArrayKernels:
             total[total == 0] = 1  # ... and 0 / 1 = 0 instead of NaN
         e /= total
         return e
+
+    def _max(self, x, axis):
+        """Max along `axis`, kept: the shift that keeps exp from overflowing."""
+        return self.row_max(x) if axis in (-1, x.ndim - 1) else self.xp.max(x, axis=axis, keepdims=True)
 
     def _sum(self, x, axis):
         """Sum along `axis`, kept; float16 and bfloat16 accumulate in float32 (a row of
@@ -77,7 +81,7 @@ class ArrayKernels:
         xp = self.xp
         if x.ndim == 0:  # log of a one-entry distribution
             return xp.zeros_like(x)
-        shifted = x - xp.max(x, axis=axis, keepdims=True)
+        shifted = x - self._max(x, axis)
         shifted -= xp.log(self._sum(xp.exp(shifted), axis))
         return shifted
 
@@ -98,7 +102,7 @@ class ArrayKernels:
         xp = self.xp
         valid = targets != ignore_index
         safe = xp.where(valid, targets, 0)
-        shifted = logits - xp.max(logits, axis=-1, keepdims=True)
+        shifted = logits - self.row_max(logits)
         e = xp.exp(shifted)
         s = self._sum(e, -1)
         log_s = xp.log(s)[..., 0]

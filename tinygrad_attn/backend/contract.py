@@ -48,6 +48,8 @@ class Backend(ABC):
     @abstractmethod
     def erf(self, x): ...
     @abstractmethod
+    def row_max(self, a): """a.max(axis=-1, keepdims=True), NaN entries may be skipped (a softmax's shift)."""
+    @abstractmethod
     def row_sum(self, a): """a.sum(axis=-1, keepdims=True)."""
     @abstractmethod
     def row_dot(self, a, b): """(a * b).sum(axis=-1, keepdims=True)."""

@@ -82,6 +82,10 @@ class CupyBackend(ArrayKernels, Backend):
 
     # ---- rows and columns: CuPy's own reductions (what was measured on the GPU) -----
     @staticmethod
+    def row_max(a):
+        return a.max(axis=-1, keepdims=True)
+
+    @staticmethod
     def row_sum(a):
         return a.sum(axis=-1, keepdims=True)
 
