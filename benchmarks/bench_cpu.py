@@ -143,8 +143,16 @@ def worker(framework, case, steps, threads):
     print(json.dumps({"times": times, "peak_rss_mb": _peak_rss_mb() - base}))
 
 
+def _blas_spin() -> str:
+    # as the tinygrad-attn command runs: OpenBLAS's idle threads sleep soon (backend/cpu_threads.py);
+    # set OPENBLAS_THREAD_TIMEOUT yourself to measure another setting (28 is OpenBLAS's default)
+    from tinygrad_attn.backend.cpu_threads import SHORT_SPIN
+    return os.environ.get("OPENBLAS_THREAD_TIMEOUT", SHORT_SPIN)
+
+
 def _run_worker(framework, case, steps, threads):
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               OPENBLAS_THREAD_TIMEOUT=_blas_spin())
     out = subprocess.run([sys.executable, __file__, "--worker", framework, case, str(steps), str(threads)],
                          capture_output=True, text=True, env=env, cwd=ROOT)
     if out.returncode != 0:
@@ -180,6 +188,7 @@ def main(argv=None):
                 slot["rounds"].append(statistics.median(r["times"]))
                 slot["rss"].append(r["peak_rss_mb"])
     print(f"\nmachine: {_cpu_model()} ({os.uname().machine}), {os.cpu_count()} cores, threads={args.threads}, "
+          f"OPENBLAS_THREAD_TIMEOUT={_blas_spin()}, "
           f"date {time.strftime('%Y-%m-%d')}; case F's PyTorch side: "
           f"{'nanoGPT model.py' if os.environ.get('NANOGPT_DIR') else 'torch_reference decoder'}\n")
     print("| case | tinygrad_attn ms | PyTorch ms | ratio | matmul floor ms | ours/floor | torch/floor | peak mem ours MB | peak mem torch MB |")

@@ -27,6 +27,7 @@ import numpy as np
 
 import tinygrad_attn as tga
 from tinygrad_attn import checkpoint, distributed, optim
+from tinygrad_attn.backend.cpu_threads import SHORT_SPIN
 from tinygrad_attn.data import corpus_splits, load_shakespeare
 from tinygrad_attn.data.stream import SplitText, TextFile, encode_chunks, encode_to_file
 from tinygrad_attn.errors import DataError, DistributedError, TinygradAttnError
@@ -436,6 +437,17 @@ def build_parser() -> argparse.ArgumentParser:
     _device(e)
     e.set_defaults(func=cmd_eval)
     return p
+
+
+def console() -> int:
+    """The `tinygrad-attn` program. OpenBLAS reads OPENBLAS_THREAD_TIMEOUT only when it loads,
+    which importing this module has done: when the variable is unset, the program starts itself
+    again, once, with it set, so that BLAS's idle threads leave the cores to the kernels'
+    (tinygrad_attn/backend/cpu_threads.py). Set the variable to keep a setting of your own."""
+    if "OPENBLAS_THREAD_TIMEOUT" not in os.environ:
+        os.environ["OPENBLAS_THREAD_TIMEOUT"] = SHORT_SPIN
+        os.execv(sys.executable, [sys.executable, "-m", "tinygrad_attn.models.cli", *sys.argv[1:]])
+    return main()
 
 
 def main(argv=None) -> int:

@@ -326,24 +326,90 @@ def test_loss_scaler_recovers_gradients_that_underflow_in_float16():
 
 # ---------------------------------------------------------------- kernels run in cache-sized blocks
 
-def test_kernels_run_in_blocks_give_the_whole_array_results(monkeypatch):
-    """The CPU backend runs attention, GELU and LayerNorm block by block: the same numbers as whole."""
+@pytest.fixture
+def cpu_workers():
+    """The CPU backend's block threads, put back as they were (and BLAS's threads too)."""
+    from threadpoolctl import threadpool_limits
+    workers = tga.get_backend("cpu").workers
+    before = workers.threads
+    with threadpool_limits(limits=None):
+        yield workers
+    workers.threads = before
+
+
+def _blas_threads():
+    from threadpoolctl import threadpool_info
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+def test_kernels_run_in_blocks_and_on_threads_give_the_whole_array_results(monkeypatch, cpu_workers):
+    """The CPU backend runs attention, GELU and LayerNorm block by block, on one thread or
+    several: the same numbers as whole, and BLAS's threads as they were afterwards."""
     from tinygrad_attn import nn
     from tinygrad_attn.backend import numpy_backend
     rng = np.random.default_rng(0)
     x_data = rng.standard_normal((5, 6, 8))
     kpm = rng.random((5, 6)) < 0.8
+    blas_before = _blas_threads()
     results = []
-    for elements in (1 << 30, 7):   # whole arrays, then blocks of a row or a batch item
+    # whole arrays; blocks of a row or a batch item; the same blocks dealt to 2 and 3 threads
+    for elements, threads in ((1 << 30, 1), (7, 1), (7, 2), (7, 3)):
         monkeypatch.setattr(numpy_backend, "_BLOCK_ELEMENTS", elements)
+        cpu_workers.threads = threads
         tga.manual_seed(0)
         block = nn.TransformerBlock(8, 2, dropout=0.2).double()
         x = tga.tensor(x_data, requires_grad=True)
         y = block(x, key_padding_mask=kpm, is_causal=True)
         (y * y).sum().backward()
         results.append([y.numpy(), x.grad.numpy()] + [p.grad.numpy() for p in block.parameters()])
-    for whole, in_blocks in zip(*results):
-        np.testing.assert_allclose(in_blocks, whole, rtol=1e-12, atol=1e-12)
+    for other in results[1:]:
+        for whole, in_blocks in zip(results[0], other):
+            np.testing.assert_allclose(in_blocks, whole, rtol=1e-12, atol=1e-12)
+    assert _blas_threads() == blas_before
+
+
+def test_an_error_in_a_block_reaches_the_caller_and_blas_threads_come_back(cpu_workers):
+    cpu_workers.threads = 2
+    blas_before = _blas_threads()
+
+    def fail_on_the_last(block):
+        if block == 3:
+            raise ValueError("block 3")
+        return block
+
+    assert cpu_workers.map(lambda b: b * 10, [0, 1, 2, 3]) == [0, 10, 20, 30]
+    with pytest.raises(ValueError, match="block 3"):  # raised on the pool's thread
+        with cpu_workers.one_blas_thread():
+            assert _blas_threads() and all(n == 1 for n in _blas_threads())
+            cpu_workers.map(fail_on_the_last, [0, 1, 2, 3])
+    assert _blas_threads() == blas_before
+
+
+@pytest.mark.parametrize("timeout, split", [(None, False), ("28", False), ("20", True), ("", False)])
+def test_kernels_go_to_threads_only_when_blas_threads_sleep_soon(monkeypatch, cpu_workers, timeout, split):
+    # OpenBLAS's idle threads spin for ~0.1 s by default, on the cores our threads would use
+    if timeout is None:
+        monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)
+    else:
+        monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", timeout)
+    assert tga.set_num_threads(2) == 2
+    assert cpu_workers.threads == (2 if split else 1)
+    assert tga.set_num_threads(1) == 1 and cpu_workers.threads == 1
+
+
+def test_the_command_starts_itself_again_once_with_blas_threads_sleeping_soon(monkeypatch):
+    from tinygrad_attn.models import cli
+    calls = []
+    monkeypatch.setattr(cli.os, "execv", lambda path, args: calls.append((path, args)))
+    monkeypatch.setattr(cli, "main", lambda: "main ran")
+    monkeypatch.setattr(sys, "argv", ["tinygrad-attn", "train", "gpt"])
+    monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)
+    cli.console()
+    assert calls == [(sys.executable, [sys.executable, "-m", "tinygrad_attn.models.cli", "train", "gpt"])]
+    assert cli.os.environ["OPENBLAS_THREAD_TIMEOUT"] == "20"
+    calls.clear()
+    monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "28")  # the user's own setting is kept, and no restart
+    assert cli.console() == "main ran" and calls == []
 
 
 def test_blocks_cut_rows_evenly():

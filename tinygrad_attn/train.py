@@ -39,7 +39,7 @@ import numpy as np
 from . import checkpoint
 from .autograd import no_grad
 from .backend import get_backend, keep_freed_host_memory, set_num_threads
-from .backend.numpy_backend import default_threads
+from .backend.cpu_threads import default_threads
 from .errors import CheckpointError, NonFiniteError
 from .optim import clip_grad_norm_
 from .run_dir import METRICS_FILE, hold_run, keep_metrics_through, read_metrics  # noqa: F401 (re-exported)

@@ -57,8 +57,10 @@ def backend_of_array(array):
 
 def set_num_threads(n: int | None = None) -> int:
     """Let the CPU's matrix products (BLAS) use `n` threads (default: OMP_NUM_THREADS, else the
-    usable cores). Like `torch.set_num_threads`, a process-wide choice: opted into, never made
-    by import (ranks of a data-parallel run on one machine share its cores). Returns n."""
+    usable cores), and attention, GELU and LayerNorm as many when OpenBLAS's idle threads sleep
+    soon (OPENBLAS_THREAD_TIMEOUT, see backend/cpu_threads.py). Like `torch.set_num_threads`, a
+    process-wide choice: opted into, never made by import (ranks of a data-parallel run on one
+    machine share its cores). Returns n."""
     return get_backend(CPU).set_num_threads(n)
 
 

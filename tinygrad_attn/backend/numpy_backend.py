@@ -8,34 +8,22 @@ streams it from memory again, while block by block the passes after the first hi
 cache. On one core, GELU forward+backward of (4096, 512) float32 took 40 ms whole, 15 ms in
 blocks of 256 rows; LayerNorm of (4096, 128) 7.6 -> 5.3 ms.
 
-The matrix products use BLAS's own threads (`set_num_threads`). We tried splitting the
-products and the blocks over threads of our own, with BLAS held to one thread: handing work
-to a sleeping thread took 0.1-0.4 ms here (1.2 ms at the 90th percentile: an idle virtual
-core is descheduled), dozens of times a step. On a busy host that made steps 1.3-1.6x
-slower than this design; on a quiet one it was at best 7% faster (paired, in one process).
-OpenBLAS's threads spin between calls instead of sleeping.
+The matrix products use BLAS's own threads (`set_num_threads`). The blocks go to threads of
+ours too (cpu_threads.py) when OpenBLAS's idle threads sleep soon instead of spinning on the
+cores ours need (OPENBLAS_THREAD_TIMEOUT). We tried splitting the products over our threads
+as well, with BLAS held to one thread: handing work to a sleeping thread took 0.1-0.4 ms
+here (1.2 ms at the 90th percentile), dozens of times a step, while OpenBLAS's own hand-off
+takes microseconds: steps were 1.3-1.6x slower on a busy host.
 """
 import math
-import os
 
 import numpy as np
 
 from .array_kernels import ArrayKernels
 from .contract import Backend
+from .cpu_threads import BlockThreads, blas_threads_sleep_soon, default_threads
 
 _BLOCK_ELEMENTS = 1 << 17  # a row-independent kernel runs on blocks of about this many entries
-
-
-def default_threads() -> int:
-    """OMP_NUM_THREADS (what BLAS reads too) if set, else the cores this process may use."""
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        value = os.environ.get(var, "")
-        if value.isdigit() and int(value) > 0:
-            return int(value)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 class NumpyBackend(ArrayKernels, Backend):
@@ -46,13 +34,16 @@ class NumpyBackend(ArrayKernels, Backend):
     def __init__(self):
         self.rng = np.random.default_rng()
         self._erf = np.vectorize(math.erf, otypes=[np.float64])
+        self.workers = BlockThreads()
 
     def set_num_threads(self, n: int | None = None) -> int:
         """Let BLAS (the matrix products) use `n` threads, for the whole process (default:
-        OMP_NUM_THREADS, else the cores this process may use). Returns n."""
+        OMP_NUM_THREADS, else the cores this process may use), and the row-independent
+        kernels as many when BLAS's idle threads sleep soon (cpu_threads.py). Returns n."""
         from threadpoolctl import threadpool_limits
         n = default_threads() if n is None else max(1, int(n))
         threadpool_limits(limits=n, user_api="blas")
+        self.workers.threads = n if blas_threads_sleep_soon() else 1
         return n
 
     def seed(self, seed: int) -> None:
@@ -141,14 +132,13 @@ class NumpyBackend(ArrayKernels, Backend):
     # ---- the row-independent kernels, in cache-sized blocks -------------------------
     # Each part runs array_kernels.py's kernel on a block of the leading axis and writes its
     # output into one array; what a part saves for backward stays per block, and the
-    # backward runs block by block the same way.
-    @staticmethod
-    def _parts(first, part, work_per_row=None):
+    # backward runs block by block the same way. The blocks may run on several threads.
+    def _parts(self, first, part, work_per_row=None):
         """_PerBlock of [part(b) for b in blocks] over `first`'s leading axis, or None for one block."""
         n = first.shape[0] if first.ndim else 0
         per_row = work_per_row or max(first.size // max(n, 1), 1)
         blocks = _blocks(n, _BLOCK_ELEMENTS // per_row)
-        return None if blocks is None else _PerBlock(blocks, [part(b) for b in blocks])
+        return None if blocks is None else _PerBlock(blocks, self.workers.map(part, blocks))
 
     def gelu_tanh(self, x):
         if x.ndim > 2:  # elementwise: blocks of rows of any leading axes
@@ -171,7 +161,7 @@ class NumpyBackend(ArrayKernels, Backend):
 
         def part(sl, s):
             dx[sl] = super(NumpyBackend, self).gelu_tanh_backward(x[sl], s, g[sl])
-        saved.backward(part)
+        saved.backward(part, self.workers)
         return dx
 
     def layer_norm(self, x, weight, bias, eps):
@@ -199,7 +189,7 @@ class NumpyBackend(ArrayKernels, Backend):
             if dx is not None:
                 dx[sl] = gx
             return gw, gb
-        parts = saved.backward(part)
+        parts = saved.backward(part, self.workers)
         dw = sum(p[0] for p in parts) if needs[1] else None  # each block's partial column sums
         db = sum(p[1] for p in parts) if needs[2] else None
         return dx, dw, db
@@ -213,7 +203,8 @@ class NumpyBackend(ArrayKernels, Backend):
         def part(sl):
             out[sl], p = super(NumpyBackend, self).attention(q[sl], k[sl], v[sl], item(mask, sl), scale, item(keep, sl))
             return p
-        saved = self._parts(q, part, work_per_row=q[0].size // q.shape[-1] * k.shape[-2])
+        with self.workers.one_blas_thread():
+            saved = self._parts(q, part, work_per_row=q[0].size // q.shape[-1] * k.shape[-2])
         return super().attention(q, k, v, mask, scale, keep) if saved is None else (out, saved)
 
     def attention_backward(self, q, k, v, saved, keep, g, scale):
@@ -225,7 +216,8 @@ class NumpyBackend(ArrayKernels, Backend):
             for full, piece in zip(grads, super(NumpyBackend, self).attention_backward(
                     q[sl], k[sl], v[sl], p, _item(keep, sl, q.ndim), g[sl], scale)):
                 full[sl] = piece
-        saved.backward(part)
+        with self.workers.one_blas_thread():
+            saved.backward(part, self.workers)
         return tuple(grads)
 
 
@@ -244,9 +236,9 @@ class _PerBlock:
     def __init__(self, blocks, parts):
         self.blocks, self.parts = blocks, parts
 
-    def backward(self, part):
-        """[part(block, saved) for each block]."""
-        return [part(block, saved) for block, saved in zip(self.blocks, self.parts)]
+    def backward(self, part, workers):
+        """[part(block, saved) for each block], on `workers`' threads."""
+        return workers.map(lambda pair: part(*pair), list(zip(self.blocks, self.parts)))
 
 
 def _rows(a):

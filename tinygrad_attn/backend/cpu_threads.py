@@ -1,0 +1,94 @@
+"""The CPU backend's second core: blocks of a row-independent kernel dealt out to threads.
+
+NumPy runs each ufunc on one core (only BLAS is threaded) and releases the GIL inside it,
+so two threads working on two runs of blocks use two cores. What stood in the way is
+OpenBLAS: after each threaded product its idle threads spin for 2^28 cycles (~0.1 s) on
+the very cores our threads want. Measured here, two threads right after a product did a
+(2, 64K)-entry job in 1.49 ms against one thread's 1.27. With OPENBLAS_THREAD_TIMEOUT=20
+its threads go to sleep after 2^20 cycles (~0.4 ms), and the two threads took 0.74 ms
+against 1.02. OpenBLAS reads the variable once, when it loads (when NumPy is imported):
+the `tinygrad-attn` command and the benchmarks set it; in your own script, set it in the
+environment that starts Python. Without it, the blocks stay on the calling thread.
+
+Inside attention, BLAS is held to one thread: its products are small (T x T x head_dim per
+head), and two of our threads call BLAS at once.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+MIN_BLOCKS_PER_THREAD = 2  # a hand-off to a sleeping thread costs 0.1-0.4 ms: worth it for 2+ blocks (~1 ms)
+SHORT_SPIN = "20"  # OPENBLAS_THREAD_TIMEOUT for the processes we start: idle BLAS threads sleep after 2^20 cycles
+
+
+def default_threads() -> int:
+    """OMP_NUM_THREADS (what BLAS reads too) if set, else the cores this process may use."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        value = os.environ.get(var, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def blas_threads_sleep_soon() -> bool:
+    """Whether OpenBLAS's idle threads sleep within ~2^22 cycles (~1.5 ms), leaving the cores to us."""
+    value = os.environ.get("OPENBLAS_THREAD_TIMEOUT", "")
+    return value.isdigit() and int(value) <= 22
+
+
+class BlockThreads:
+    """Runs fn over a list of blocks on `threads` threads (this one included), each thread a
+    contiguous run of blocks, results in block order."""
+
+    def __init__(self):
+        self.threads = 1
+        self._pool = None
+        self._blas = None          # threadpoolctl's handles on the loaded BLAS libraries
+        self._lock = threading.Lock()
+        self._held = 0             # callers inside one_blas_thread(); the first saves, the last restores
+        self._blas_before = None
+
+    def map(self, fn, blocks):
+        k = min(self.threads, len(blocks) // MIN_BLOCKS_PER_THREAD)
+        if k <= 1:
+            return [fn(b) for b in blocks]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="tinygrad_attn")
+        bounds = [len(blocks) * i // k for i in range(k + 1)]
+        runs = [blocks[a:b] for a, b in zip(bounds, bounds[1:])]
+        futures = [self._pool.submit(lambda run: [fn(b) for b in run], run) for run in runs[1:]]
+        try:
+            first = [fn(b) for b in runs[0]]
+        finally:
+            rest = [f.result() for f in futures]  # wait for all, even when this thread's run failed
+        return first + [r for run in rest for r in run]
+
+    def one_blas_thread(self):
+        """A context in which BLAS runs on the calling thread alone (when blocks are split)."""
+        return self._one_blas_thread() if self.threads > 1 else contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def _one_blas_thread(self):
+        with self._lock:
+            if self._held == 0:
+                if self._blas is None:
+                    from threadpoolctl import ThreadpoolController
+                    self._blas = ThreadpoolController().select(user_api="blas").lib_controllers
+                self._blas_before = [lib.get_num_threads() for lib in self._blas]
+                for lib in self._blas:
+                    lib.set_num_threads(1)
+            self._held += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held -= 1
+                if self._held == 0:
+                    for lib, n in zip(self._blas, self._blas_before):
+                        lib.set_num_threads(n)
