@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import tinygrad_attn as tga
 from tinygrad_attn import functional as F
 from tinygrad_attn.autograd import Function
-from tinygrad_attn.ops import attention, nn as ops_nn, elementwise, shape as ops_shape
+from tinygrad_attn.ops import attention, linalg, nn as ops_nn, elementwise, shape as ops_shape
 from tinygrad_attn.testing import arrays, masks, shapes
 from helpers import T, fixture_ok
 
@@ -36,13 +36,24 @@ def _agree(fn, *inputs, rtol=1e-9, atol=1e-11):
 
 # The ops with a fast backward, and the test that covers each: a new one must join the list.
 COVERED = {ops_nn.Softmax, ops_nn.LogSoftmax, ops_nn.CrossEntropy, ops_nn.LayerNorm,
-           elementwise.GeluTanh, attention.Attention, ops_shape.GetItem}
+           elementwise.GeluTanh, attention.Attention, ops_shape.GetItem, linalg.Linear}
 
 
 def _subclasses(cls):
     for sub in cls.__subclasses__():
         yield sub
         yield from _subclasses(sub)
+
+
+@fixture_ok
+@given(data=st.data(), lead=shapes(min_dims=0, max_dims=3, max_side=4), n_in=st.integers(1, 5),
+       n_out=st.integers(1, 5), bias=st.booleans(), x_grad=st.booleans())
+def test_linear(device, data, lead, n_in, n_out, bias, x_grad):
+    x = T(data.draw(arrays(lead + (n_in,)), label="x"), device, grad=x_grad)
+    w = T(data.draw(arrays((n_out, n_in)), label="weight"), device)
+    inputs = [x, w] + ([T(data.draw(arrays((n_out,)), label="bias"), device)] if bias else [])
+    wanted = [t for t in inputs if t.requires_grad]
+    _agree(lambda *_: F.linear(*inputs), *wanted)
 
 
 def test_every_fast_backward_is_covered_here():
@@ -133,3 +144,13 @@ def test_pieces_of_one_tensor_sum_into_one_gradient(device):
         a, b, c = F.split(t, 2, axis=-1)
         return F.cat([a * b, c * 2 + a, t[:, 1:3].exp()], axis=-1)
     _agree(fn, x)
+
+
+def test_linear_bias_gradient_of_half_inputs_sums_in_float32():
+    # 4096 rows of 0.01: a float16 running sum stalls near 32 (its spacing there is 1/32)
+    x = tga.tensor(np.zeros((4096, 3)), dtype=np.float16)
+    w = tga.tensor(np.zeros((2, 3)), dtype=np.float16, requires_grad=True)
+    b = tga.tensor(np.zeros(2), dtype=np.float16, requires_grad=True)
+    (F.linear(x, w, b) * tga.tensor(np.full((4096, 2), 0.01), dtype=np.float16)).sum().backward()
+    assert b.grad.dtype == np.float16
+    np.testing.assert_allclose(b.grad.numpy().astype(np.float64), 4096 * float(np.float16(0.01)), rtol=1e-3)

@@ -18,18 +18,23 @@ def _expand_back(g, in_shape, axis, keepdims):
     return g.expand(in_shape)
 
 
+def array_sum(backend, a, axis: tuple, keepdims: bool):
+    """The sum of array `a` over `axis` (a tuple), as the Sum op computes it."""
+    if a.dtype.kind == "f" and a.dtype.itemsize >= 4:  # the backend's fastest sums down columns (bias gradients) and along rows
+        if a.ndim == 2 and axis == (0,) and not keepdims:
+            return backend.column_sum(a)
+        if a.ndim and axis == (a.ndim - 1,) and keepdims:
+            return backend.row_sum(a)
+    wide = accumulator(a.dtype)  # float16 / bfloat16 accumulate in float32
+    if wide is not None:
+        return backend.xp.sum(a, axis=axis, keepdims=keepdims, dtype=wide).astype(a.dtype)
+    return backend.xp.sum(a, axis=axis, keepdims=keepdims)
+
+
 class Sum(Function):
     def forward(self, a, axis, keepdims):
         self.axis, self.keepdims = axis, keepdims
-        if a.dtype.kind == "f" and a.dtype.itemsize >= 4:  # the backend's fastest sums down columns (bias gradients) and along rows
-            if a.ndim == 2 and axis == (0,) and not keepdims:
-                return self.backend.column_sum(a)
-            if a.ndim and axis == (a.ndim - 1,) and keepdims:
-                return self.backend.row_sum(a)
-        wide = accumulator(a.dtype)  # float16 / bfloat16 accumulate in float32
-        if wide is not None:
-            return self.xp.sum(a, axis=axis, keepdims=keepdims, dtype=wide).astype(a.dtype)
-        return self.xp.sum(a, axis=axis, keepdims=keepdims)
+        return array_sum(self.backend, a, axis, keepdims)
 
     def backward(self, g):
         return (_expand_back(g, self.inputs[0].shape, self.axis, self.keepdims),)
