@@ -191,14 +191,21 @@ class Adam(Optimizer):
             state["exp_avg"] = xp.zeros_like(p.data)
             state["exp_avg_sq"] = xp.zeros_like(p.data)
         m, v, t = state["exp_avg"], state["exp_avg_sq"], state["step"]
+        scratch = xp.multiply(g, 1 - b1, dtype=p.dtype)  # one temporary, reused by every line below
         m *= b1
-        m += (1 - b1) * g
+        m += scratch                      # m = b1 m + (1 - b1) g
+        xp.multiply(g, g, out=scratch)
+        scratch *= 1 - b2
         v *= b2
-        v += (1 - b2) * (g * g)
-        step_size = lr / (1 - b1 ** t)
-        denom = xp.sqrt(v / (1 - b2 ** t))
-        denom += eps
-        p.data -= step_size * (m / denom)
+        v += scratch                      # v = b2 v + (1 - b2) g^2
+        # p -= lr / (1 - b1^t) * m / (sqrt(v / (1 - b2^t)) + eps), with sqrt(1 - b2^t) taken
+        # out of the denominator: a pass fewer over the parameter
+        root = math.sqrt(1 - b2 ** t)
+        xp.sqrt(v, out=scratch)
+        scratch += eps * root
+        xp.divide(m, scratch, out=scratch)
+        scratch *= lr * root / (1 - b1 ** t)
+        p.data -= scratch
 
 
 class AdamW(Adam):
