@@ -48,7 +48,7 @@ class BlockThreads:
 
     def __init__(self):
         self.threads = 1
-        self._pool = None
+        self._pool, self._pool_size = None, 0
         self._blas = None          # threadpoolctl's handles on the loaded BLAS libraries
         self._lock = threading.Lock()
         self._held = 0             # callers inside one_blas_thread(); the first saves, the last restores
@@ -58,8 +58,11 @@ class BlockThreads:
         k = min(self.threads, len(blocks) // MIN_BLOCKS_PER_THREAD)
         if k <= 1:
             return [fn(b) for b in blocks]
-        if self._pool is None:
+        if self._pool_size < k - 1:  # first use, or set_num_threads asked for more
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
             self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="tinygrad_attn")
+            self._pool_size = self.threads - 1
         bounds = [len(blocks) * i // k for i in range(k + 1)]
         runs = [blocks[a:b] for a, b in zip(bounds, bounds[1:])]
         futures = [self._pool.submit(lambda run: [fn(b) for b in run], run) for run in runs[1:]]
