@@ -444,7 +444,7 @@ def console() -> int:
     which importing this module has done: when the variable is unset, the program starts itself
     again, once, with it set, so that BLAS's idle threads leave the cores to the kernels'
     (tinygrad_attn/backend/cpu_threads.py). Set the variable to keep a setting of your own."""
-    if "OPENBLAS_THREAD_TIMEOUT" not in os.environ:
+    if "OPENBLAS_THREAD_TIMEOUT" not in os.environ and sys.executable and os.name == "posix":
         os.environ["OPENBLAS_THREAD_TIMEOUT"] = SHORT_SPIN
         os.execv(sys.executable, [sys.executable, "-m", "tinygrad_attn.models.cli", *sys.argv[1:]])
     return main()
