@@ -377,11 +377,14 @@ def test_an_error_in_a_block_reaches_the_caller_and_blas_threads_come_back(cpu_w
             raise ValueError("block 3")
         return block
 
+    def blas_threads_seen(block):
+        return _blas_threads()
+
     assert cpu_workers.map(lambda b: b * 10, [0, 1, 2, 3]) == [0, 10, 20, 30]
+    assert all(n == 1 for seen in cpu_workers.map(blas_threads_seen, [0, 1, 2, 3], calls_blas=True) for n in seen)
+    assert cpu_workers.map(blas_threads_seen, [0, 1, 2, 3]) == [blas_before] * 4
     with pytest.raises(ValueError, match="block 3"):  # raised on the pool's thread
-        with cpu_workers.one_blas_thread():
-            assert _blas_threads() and all(n == 1 for n in _blas_threads())
-            cpu_workers.map(fail_on_the_last, [0, 1, 2, 3])
+        cpu_workers.map(fail_on_the_last, [0, 1, 2, 3], calls_blas=True)
     assert _blas_threads() == blas_before
 
 

@@ -133,12 +133,12 @@ class NumpyBackend(ArrayKernels, Backend):
     # Each part runs array_kernels.py's kernel on a block of the leading axis and writes its
     # output into one array; what a part saves for backward stays per block, and the
     # backward runs block by block the same way. The blocks may run on several threads.
-    def _parts(self, first, part, work_per_row=None):
+    def _parts(self, first, part, work_per_row=None, calls_blas=False):
         """_PerBlock of [part(b) for b in blocks] over `first`'s leading axis, or None for one block."""
         n = first.shape[0] if first.ndim else 0
         per_row = work_per_row or max(first.size // max(n, 1), 1)
         blocks = _blocks(n, _BLOCK_ELEMENTS // per_row)
-        return None if blocks is None else _PerBlock(blocks, self.workers.map(part, blocks))
+        return None if blocks is None else _PerBlock(blocks, self.workers.map(part, blocks, calls_blas))
 
     def gelu_tanh(self, x):
         if x.ndim > 2:  # elementwise: blocks of rows of any leading axes
@@ -203,8 +203,7 @@ class NumpyBackend(ArrayKernels, Backend):
         def part(sl):
             out[sl], p = super(NumpyBackend, self).attention(q[sl], k[sl], v[sl], item(mask, sl), scale, item(keep, sl))
             return p
-        with self.workers.one_blas_thread():
-            saved = self._parts(q, part, work_per_row=q[0].size // q.shape[-1] * k.shape[-2])
+        saved = self._parts(q, part, work_per_row=q[0].size // q.shape[-1] * k.shape[-2], calls_blas=True)
         return super().attention(q, k, v, mask, scale, keep) if saved is None else (out, saved)
 
     def attention_backward(self, q, k, v, saved, keep, g, scale):
@@ -216,8 +215,7 @@ class NumpyBackend(ArrayKernels, Backend):
             for full, piece in zip(grads, super(NumpyBackend, self).attention_backward(
                     q[sl], k[sl], v[sl], p, _item(keep, sl, q.ndim), g[sl], scale)):
                 full[sl] = piece
-        with self.workers.one_blas_thread():
-            saved.backward(part, self.workers)
+        saved.backward(part, self.workers, calls_blas=True)
         return tuple(grads)
 
 
@@ -236,9 +234,9 @@ class _PerBlock:
     def __init__(self, blocks, parts):
         self.blocks, self.parts = blocks, parts
 
-    def backward(self, part, workers):
+    def backward(self, part, workers, calls_blas=False):
         """[part(block, saved) for each block], on `workers`' threads."""
-        return workers.map(lambda pair: part(*pair), list(zip(self.blocks, self.parts)))
+        return workers.map(lambda pair: part(*pair), list(zip(self.blocks, self.parts)), calls_blas)
 
 
 def _rows(a):
