@@ -37,9 +37,13 @@ def default_threads() -> int:
 
 
 def blas_threads_sleep_soon() -> bool:
-    """Whether OpenBLAS's idle threads sleep within ~2^22 cycles (~1.5 ms), leaving the cores to us."""
+    """Whether BLAS is OpenBLAS and its idle threads sleep within ~2^22 cycles (~1.5 ms),
+    leaving the cores to us (another BLAS, such as MKL, has its own spin settings)."""
     value = os.environ.get("OPENBLAS_THREAD_TIMEOUT", "")
-    return value.isdigit() and int(value) <= 22
+    if not (value.isdigit() and int(value) <= 22):
+        return False
+    from threadpoolctl import threadpool_info
+    return all(lib["internal_api"] == "openblas" for lib in threadpool_info() if lib["user_api"] == "blas")
 
 
 class BlockThreads:
