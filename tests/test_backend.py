@@ -388,6 +388,18 @@ def test_an_error_in_a_block_reaches_the_caller_and_blas_threads_come_back(cpu_w
     assert _blas_threads() == blas_before
 
 
+def test_a_block_that_maps_blocks_again_does_not_wait_on_itself(cpu_workers):
+    import threading
+    cpu_workers.threads = 2
+    result = []
+    runner = threading.Thread(daemon=True, target=lambda: result.append(
+        cpu_workers.map(lambda b: sum(cpu_workers.map(lambda c: b * c, [1, 2, 3, 4])), [1, 2, 3, 4])))
+    runner.start()
+    runner.join(timeout=30)
+    assert not runner.is_alive(), "map inside map waits forever"
+    assert result == [[10, 20, 30, 40]]
+
+
 @pytest.mark.parametrize("timeout, split", [(None, False), ("28", False), ("20", True), ("", False)])
 def test_kernels_go_to_threads_only_when_blas_threads_sleep_soon(monkeypatch, cpu_workers, timeout, split):
     # OpenBLAS's idle threads spin for ~0.1 s by default, on the cores our threads would use

@@ -55,6 +55,7 @@ class BlockThreads:
         self._pool, self._pool_size = None, 0
         self._blas = None          # threadpoolctl's handles on the loaded BLAS libraries
         self._lock = threading.Lock()
+        self._inside = threading.local()
         self._held = 0             # callers inside _one_blas_thread(); the first saves, the last restores
         self._blas_before = None
 
@@ -63,7 +64,7 @@ class BlockThreads:
         to one thread while the blocks run on several (measured: holding it when they do not,
         at nanoGPT's size, made the step 1.07x slower)."""
         k = min(self.threads, len(blocks) // MIN_BLOCKS_PER_THREAD)
-        if k <= 1:
+        if k <= 1 or getattr(self._inside, "run", False):  # a kernel calling one inside a block: this thread
             return [fn(b) for b in blocks]
         if calls_blas:
             with self._one_blas_thread():
@@ -78,12 +79,21 @@ class BlockThreads:
             self._pool_size = self.threads - 1
         bounds = [len(blocks) * i // k for i in range(k + 1)]
         runs = [blocks[a:b] for a, b in zip(bounds, bounds[1:])]
-        futures = [self._pool.submit(lambda run: [fn(b) for b in run], run) for run in runs[1:]]
+        futures = [self._pool.submit(self._run, fn, run) for run in runs[1:]]
         try:
-            first = [fn(b) for b in runs[0]]
+            first = self._run(fn, runs[0])
         finally:
             rest = [f.result() for f in futures]  # wait for all, even when this thread's run failed
         return first + [r for run in rest for r in run]
+
+    def _run(self, fn, run):
+        # marked, so that a kernel which calls another inside a block (float16 LayerNorm calls the
+        # float32 one) runs it here rather than waiting on a pool thread that may be this one
+        self._inside.run = True
+        try:
+            return [fn(b) for b in run]
+        finally:
+            self._inside.run = False
 
     @contextlib.contextmanager
     def _one_blas_thread(self):
