@@ -66,10 +66,8 @@ class BlockThreads:
         k = min(self.threads, len(blocks) // MIN_BLOCKS_PER_THREAD)
         if k <= 1 or getattr(self._inside, "run", False):  # a kernel calling one inside a block: this thread
             return [fn(b) for b in blocks]
-        if calls_blas:
-            with self._one_blas_thread():
-                return self._split(fn, blocks, k)
-        return self._split(fn, blocks, k)
+        with self._one_blas_thread() if calls_blas else contextlib.nullcontext():
+            return self._split(fn, blocks, k)
 
     def _split(self, fn, blocks, k):
         if self._pool_size < k - 1:  # first use, or set_num_threads asked for more
