@@ -20,8 +20,10 @@ Each (framework, case) runs in a fresh worker process; rounds alternate between 
 frameworks (who goes first rotates) so that both see the same machine noise. Reported:
 median step time over all rounds; the ratios as the median over rounds of the ratio
 within a round (robust to a shared machine slowing down for a minute); peak RSS of the
-worker above its imported libraries; and for A-C the "matmul floor": the time of the
-same step's matrix products alone in NumPy.
+worker above its imported libraries; and for the model cases the "matmul floor" of each
+framework: the time of the same step's matrix products alone, in NumPy (the BLAS we call) and
+in PyTorch (its own). ours/floor and torch/floor divide each step by its own framework's floor;
+"rest" is a step minus its floor: the time each framework spends outside its products.
 """
 from __future__ import annotations
 
@@ -96,8 +98,8 @@ def _torch(case, threads):
     return make_step(case, **_sizes(case))
 
 
-def _floor(case):
-    """Time of the step's matrix products alone (forward and the two backward products each)."""
+def _floor(case, framework="numpy"):
+    """The step's matrix products alone (forward and the two backward products each), in NumPy or PyTorch."""
     import numpy as np
     rng = np.random.default_rng(0)
     B, T, d, h, V, L = (_sizes(case)[k] for k in ("batch", "seq_len", "d", "h", "vocab", "layers"))
@@ -109,6 +111,9 @@ def _floor(case):
     else:
         shapes = per_layer * L + [((B * T, d), (d, V))]
     mats = [(rng.standard_normal(a, dtype=np.float32), rng.standard_normal(b, dtype=np.float32)) for a, b in shapes]
+    if framework == "torch":
+        import torch
+        mats = [(torch.from_numpy(a), torch.from_numpy(b)) for a, b in mats]
 
     def step():
         for a, b in mats:
@@ -121,7 +126,7 @@ def _floor(case):
 def worker(framework, case, steps, threads):
     """Run in a subprocess: time `steps` steps after a warm-up, print JSON."""
     import numpy  # noqa: F401  (both frameworks load it; count memory from after the imports)
-    if framework == "torch":
+    if framework in ("torch", "torch_floor"):
         import torch  # noqa: F401
     else:
         import tinygrad_attn  # noqa: F401
@@ -130,6 +135,10 @@ def worker(framework, case, steps, threads):
         step = _ours(case)
     elif framework == "torch":
         step = _torch(case, threads)
+    elif framework == "torch_floor":
+        import torch
+        torch.set_num_threads(threads)
+        step = _floor(case, "torch")
     else:
         step = _floor(case)
     step()
@@ -179,7 +188,8 @@ def main(argv=None):
     results = {}
     for letter in args.cases:
         case = CASES[letter]
-        runs = frameworks + (["floor"] if case in MODEL_CASES else [])
+        floors = ["floor", "torch_floor"] if "torch" in frameworks else ["floor"]
+        runs = frameworks + (floors if case in MODEL_CASES else [])
         for i in range(args.rounds):
             for fw in runs[i % len(runs):] + runs[:i % len(runs)]:  # who goes first rotates
                 r = _run_worker(fw, case, args.steps, args.threads)
@@ -191,12 +201,13 @@ def main(argv=None):
           f"OPENBLAS_THREAD_TIMEOUT={_blas_spin()}, "
           f"date {time.strftime('%Y-%m-%d')}; case F's PyTorch side: "
           f"{'nanoGPT model.py' if os.environ.get('NANOGPT_DIR') else 'torch_reference decoder'}\n")
-    print("| case | tinygrad_attn ms | PyTorch ms | ratio | matmul floor ms | ours/floor | torch/floor | peak mem ours MB | peak mem torch MB |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| case | tinygrad_attn ms | PyTorch ms | ratio | floor NumPy ms | floor PyTorch ms | ours/floor | torch/floor "
+          "| rest ours ms | rest torch ms | rest ratio | peak mem ours MB | peak mem torch MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     fmt = lambda v, digits=1: "-" if v is None else f"{v:.{digits}f}"  # noqa: E731
     for letter in args.cases:
-        med = {fw: statistics.median(results[(letter, fw)]["times"]) * 1e3 for fw in ("ours", "torch", "floor")
-               if (letter, fw) in results}
+        med = {fw: statistics.median(results[(letter, fw)]["times"]) * 1e3
+               for fw in ("ours", "torch", "floor", "torch_floor") if (letter, fw) in results}
         rss = {fw: max(results[(letter, fw)]["rss"]) for fw in ("ours", "torch") if (letter, fw) in results}
 
         def paired(a, b):
@@ -206,9 +217,20 @@ def main(argv=None):
                 return None
             return statistics.median(x / y for x, y in zip(results[(letter, a)]["rounds"], results[(letter, b)]["rounds"]))
 
+        def rest(fw, floor):  # per round: the step minus its products
+            if (letter, fw) not in results or (letter, floor) not in results:
+                return None
+            return [x - y for x, y in zip(results[(letter, fw)]["rounds"], results[(letter, floor)]["rounds"])]
+        rest_ours, rest_torch = rest("ours", "floor"), rest("torch", "torch_floor")
+        rest_ratio = (statistics.median(x / y for x, y in zip(rest_ours, rest_torch))
+                      if rest_ours and rest_torch else None)
+        rest_ms = lambda r: None if r is None else statistics.median(r) * 1e3  # noqa: E731
+
         print(f"| {letter} {CASES[letter]} | {fmt(med.get('ours'))} | {fmt(med.get('torch'))} | "
-              f"{fmt(paired('ours', 'torch'), 2)} | {fmt(med.get('floor'))} | {fmt(paired('ours', 'floor'), 2)} | "
-              f"{fmt(paired('torch', 'floor'), 2)} | {fmt(rss.get('ours'))} | {fmt(rss.get('torch'))} |")
+              f"{fmt(paired('ours', 'torch'), 2)} | {fmt(med.get('floor'))} | {fmt(med.get('torch_floor'))} | "
+              f"{fmt(paired('ours', 'floor'), 2)} | {fmt(paired('torch', 'torch_floor'), 2)} | "
+              f"{fmt(rest_ms(rest_ours))} | {fmt(rest_ms(rest_torch))} | {fmt(rest_ratio, 2)} | "
+              f"{fmt(rss.get('ours'))} | {fmt(rss.get('torch'))} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({f"{k[0]}/{k[1]}": v for k, v in results.items()}, f)
