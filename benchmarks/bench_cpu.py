@@ -19,7 +19,7 @@ it: attention through F.scaled_dot_product_attention (benchmarks/torch_reference
 Each (framework, case) runs in a fresh worker process; rounds alternate between the
 frameworks (who goes first rotates) so that both see the same machine noise. Reported:
 median step time over all rounds; the ratios as the median over rounds of the ratio
-within a round (robust to a shared machine slowing down for a minute); peak RSS of the
+within a round (robust to a shared machine slowing down for a minute), with the lowest and highest round; peak RSS of the
 worker above its imported libraries; and for the model cases the "matmul floor" of each
 framework: the time of the same step's matrix products alone, in NumPy (the BLAS we call) and
 in PyTorch (its own). ours/floor and torch/floor divide each step by its own framework's floor;
@@ -201,7 +201,7 @@ def main(argv=None):
           f"OPENBLAS_THREAD_TIMEOUT={_blas_spin()}, "
           f"date {time.strftime('%Y-%m-%d')}; case F's PyTorch side: "
           f"{'nanoGPT model.py' if os.environ.get('NANOGPT_DIR') else 'torch_reference decoder'}\n")
-    print("| case | tinygrad_attn ms | PyTorch ms | ratio | floor NumPy ms | floor PyTorch ms | ours/floor | torch/floor "
+    print("| case | tinygrad_attn ms | PyTorch ms | ratio (lowest-highest round) | floor NumPy ms | floor PyTorch ms | ours/floor | torch/floor "
           "| rest ours ms | rest torch ms | rest ratio | peak mem ours MB | peak mem torch MB |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     fmt = lambda v, digits=1: "-" if v is None else f"{v:.{digits}f}"  # noqa: E731
@@ -217,6 +217,12 @@ def main(argv=None):
                 return None
             return statistics.median(x / y for x, y in zip(results[(letter, a)]["rounds"], results[(letter, b)]["rounds"]))
 
+        def spread(a, b):  # the lowest and highest within-round ratio: how much one round can be trusted
+            if (letter, a) not in results or (letter, b) not in results:
+                return ""
+            r = [x / y for x, y in zip(results[(letter, a)]["rounds"], results[(letter, b)]["rounds"])]
+            return f" ({min(r):.2f}-{max(r):.2f})"
+
         def rest(fw, floor):  # per round: the step minus its products
             if (letter, fw) not in results or (letter, floor) not in results:
                 return None
@@ -227,7 +233,7 @@ def main(argv=None):
         rest_ms = lambda r: None if r is None else statistics.median(r) * 1e3  # noqa: E731
 
         print(f"| {letter} {CASES[letter]} | {fmt(med.get('ours'))} | {fmt(med.get('torch'))} | "
-              f"{fmt(paired('ours', 'torch'), 2)} | {fmt(med.get('floor'))} | {fmt(med.get('torch_floor'))} | "
+              f"{fmt(paired('ours', 'torch'), 2)}{spread('ours', 'torch')} | {fmt(med.get('floor'))} | {fmt(med.get('torch_floor'))} | "
               f"{fmt(paired('ours', 'floor'), 2)} | {fmt(paired('torch', 'torch_floor'), 2)} | "
               f"{fmt(rest_ms(rest_ours))} | {fmt(rest_ms(rest_torch))} | {fmt(rest_ratio, 2)} | "
               f"{fmt(rss.get('ours'))} | {fmt(rss.get('torch'))} |")
