@@ -19,8 +19,8 @@ it: attention through F.scaled_dot_product_attention (benchmarks/torch_reference
 Each (framework, case) runs in a fresh worker process; rounds alternate between the
 frameworks (who goes first rotates) so that both see the same machine noise. Reported:
 median step time over all rounds; the ratios as the median over rounds of the ratio
-within a round (robust to a shared machine slowing down for a minute), with the lowest and highest round; peak RSS of the
-worker above its imported libraries; and for the model cases the "matmul floor" of each
+within a round (robust to a shared machine slowing down for a minute), with the lowest
+and highest round; peak RSS of the worker above its imported libraries; and for the model cases the "matmul floor" of each
 framework: the time of the same step's matrix products alone, in NumPy (the BLAS we call) and
 in PyTorch (its own). ours/floor and torch/floor divide each step by its own framework's floor;
 "rest" is a step minus its floor: the time each framework spends outside its products.
