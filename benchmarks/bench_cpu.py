@@ -210,31 +210,31 @@ def main(argv=None):
                for fw in ("ours", "torch", "floor", "torch_floor") if (letter, fw) in results}
         rss = {fw: max(results[(letter, fw)]["rss"]) for fw in ("ours", "torch") if (letter, fw) in results}
 
-        def paired(a, b):
-            # median over rounds of the ratio within a round: both ran minutes apart at most,
-            # so this cancels the slow drifts of a shared machine that the pooled medians keep
+        def per_round(a, b, combine):
+            """[combine(a's round, b's round)] over the rounds (both ran minutes apart at most, so
+            this cancels the slow drifts of a shared machine that pooled medians keep), or None."""
             if (letter, a) not in results or (letter, b) not in results:
                 return None
-            return statistics.median(x / y for x, y in zip(results[(letter, a)]["rounds"], results[(letter, b)]["rounds"]))
+            return [combine(x, y) for x, y in zip(results[(letter, a)]["rounds"], results[(letter, b)]["rounds"])]
+
+        def ratio(a, b):
+            r = per_round(a, b, lambda x, y: x / y)
+            return None if r is None else statistics.median(r)
 
         def spread(a, b):  # the lowest and highest within-round ratio: how much one round can be trusted
-            if (letter, a) not in results or (letter, b) not in results:
-                return ""
-            r = [x / y for x, y in zip(results[(letter, a)]["rounds"], results[(letter, b)]["rounds"])]
-            return f" ({min(r):.2f}-{max(r):.2f})"
+            r = per_round(a, b, lambda x, y: x / y)
+            return "" if r is None else f" ({min(r):.2f}-{max(r):.2f})"
 
-        def rest(fw, floor):  # per round: the step minus its products
-            if (letter, fw) not in results or (letter, floor) not in results:
-                return None
-            return [x - y for x, y in zip(results[(letter, fw)]["rounds"], results[(letter, floor)]["rounds"])]
-        rest_ours, rest_torch = rest("ours", "floor"), rest("torch", "torch_floor")
+        # per round, the step minus its own framework's products
+        rest_ours = per_round("ours", "floor", lambda x, y: x - y)
+        rest_torch = per_round("torch", "torch_floor", lambda x, y: x - y)
         rest_ratio = (statistics.median(x / y for x, y in zip(rest_ours, rest_torch))
                       if rest_ours and rest_torch else None)
         rest_ms = lambda r: None if r is None else statistics.median(r) * 1e3  # noqa: E731
 
         print(f"| {letter} {CASES[letter]} | {fmt(med.get('ours'))} | {fmt(med.get('torch'))} | "
-              f"{fmt(paired('ours', 'torch'), 2)}{spread('ours', 'torch')} | {fmt(med.get('floor'))} | {fmt(med.get('torch_floor'))} | "
-              f"{fmt(paired('ours', 'floor'), 2)} | {fmt(paired('torch', 'torch_floor'), 2)} | "
+              f"{fmt(ratio('ours', 'torch'), 2)}{spread('ours', 'torch')} | {fmt(med.get('floor'))} | {fmt(med.get('torch_floor'))} | "
+              f"{fmt(ratio('ours', 'floor'), 2)} | {fmt(ratio('torch', 'torch_floor'), 2)} | "
               f"{fmt(rest_ms(rest_ours))} | {fmt(rest_ms(rest_torch))} | {fmt(rest_ratio, 2)} | "
               f"{fmt(rss.get('ours'))} | {fmt(rss.get('torch'))} |")
     if args.json:
