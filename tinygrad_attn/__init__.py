@@ -6,7 +6,8 @@
 import numpy as np
 
 from .autograd import enable_grad, is_grad_enabled, no_grad
-from .backend import cuda_is_available, get_backend, keep_freed_host_memory, manual_seed, set_num_threads
+from .backend import (cuda_is_available, get_backend, keep_freed_host_memory, manual_seed, set_debug_checks,
+                      set_num_threads)
 from .errors import (CheckpointError, ConfigError, DataError, DeviceError, DTypeError, GraphError, NonFiniteError,
                      RunInUseError, ShapeError, TinygradAttnError, TokenizerError)
 from .tensor import Tensor

@@ -5,14 +5,17 @@ generator, row sums, named kernels); `get_backend(device)` gives the one of a de
 created on first use. The CuPy backend is imported only when a tensor asks for "cuda".
 `keep_freed_host_memory()` and `set_num_threads(n)` are opt-in process settings for
 training on the CPU (the trainer, the command line and the benchmarks call both).
+`set_debug_checks(True)` turns on the value checks that cost a GPU synchronisation.
 """
 from __future__ import annotations
 
 from ..errors import DeviceError
 from .contract import Backend
+from .debug_checks import set_debug_checks
 from .host_memory import keep_freed_host_memory
 
-__all__ = ["Backend", "get_backend", "manual_seed", "cuda_is_available", "keep_freed_host_memory", "set_num_threads"]
+__all__ = ["Backend", "get_backend", "manual_seed", "cuda_is_available", "keep_freed_host_memory", "set_num_threads",
+           "set_debug_checks"]
 
 _BACKENDS: dict[str, object] = {}
 _SEED: int | None = None

@@ -42,13 +42,13 @@ class ArrayKernels:
         a step, attention's scores). `masked`: -inf entries may fill a row, which then gives 0."""
         xp = self.xp
         m = self._max(e, axis)
-        if masked:
-            m[~xp.isfinite(m)] = 0  # a row of -inf: exp(-inf - 0) = 0 everywhere ...
+        if masked:  # `where` and `+=`, not m[mask] = 0: a boolean index is a GPU synchronisation
+            m = xp.where(m == -xp.inf, xp.asarray(0, dtype=m.dtype), m)  # a row of -inf: exp(-inf - 0) = 0 ...
         e -= m
         xp.exp(e, out=e)
         total = self._sum(e, axis)
         if masked:
-            total[total == 0] = 1  # ... and 0 / 1 = 0 instead of NaN
+            total += total == 0  # ... and 0 / 1 = 0 instead of NaN
         e /= total
         return e
 

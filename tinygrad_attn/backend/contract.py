@@ -13,6 +13,11 @@ A backend gives
     them once against `xp`; a backend overrides one where it has something faster
     (the CUDA kernels of cupy_kernels.py).
 
+Library code reads an array's values on the host (a range check, a shortcut for an
+all-True mask) only where `checks_values()` says so: always when the values live in
+host memory, on a GPU only in debug mode (debug_checks.py), since there each read
+stops the host until the GPU has caught up.
+
 Both backends subclass `Backend`, so a missing method is an error at construction,
 not a surprise in the middle of a training step.
 """
@@ -20,11 +25,21 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+from .debug_checks import debug_checks_enabled
+
 
 class Backend(ABC):
     device: str  # the name a Tensor reports: "cpu", "cuda"
     xp: object   # the array namespace
     collectives: str  # how data-parallel ranks average its arrays: "mpi" (host memory) or "nccl" (GPUs)
+    # True when arrays live in host memory, so that reading a value costs no synchronisation;
+    # a device backend sets False (the safe default checks everything)
+    values_on_host: bool = True
+
+    def checks_values(self) -> bool:
+        """Whether library code may read array values to check them (ids in range, ...):
+        free on host arrays; on a device only with debug checks on (set_debug_checks)."""
+        return self.values_on_host or debug_checks_enabled()
 
     # data movement; random numbers
     @abstractmethod

@@ -37,6 +37,7 @@ def _sample_dtype(dtype):
 class CupyBackend(ArrayKernels, Backend):
     device = "cuda"
     collectives = "nccl"
+    values_on_host = False  # reading a value waits for the GPU: checks only in debug mode
 
     def __init__(self):
         cupy = _import_cupy()

@@ -42,20 +42,23 @@ __device__ __forceinline__ unsigned short st(float f) {
 
 _MATH = {
     "float": "#define EXP expf\n#define LOG logf\n#define RSQRT rsqrtf\n#define TANH tanhf\n"
-             "#define NEG_INF (-__int_as_float(0x7f800000))\n",
+             "#define NEG_INF (-__int_as_float(0x7f800000))\n#define NAN_A __int_as_float(0x7fc00000)\n",
     "double": "#define EXP exp\n#define LOG log\n#define RSQRT rsqrt\n#define TANH tanh\n"
-              "#define NEG_INF (-__longlong_as_double(0x7ff0000000000000LL))\n",
+              "#define NEG_INF (-__longlong_as_double(0x7ff0000000000000LL))\n"
+              "#define NAN_A __longlong_as_double(0x7ff8000000000000LL)\n",
 }
 
 # One thread block per row for the row kernels: the block reduces the row (warp
 # shuffles, then one shared slot per warp), so every thread ends up with the row's sum.
 _KERNELS = r"""
+// max that propagates NaN, as NumPy's max does: `b > a ? b : a` and fmax would both drop it
+__device__ __forceinline__ A nan_max(A a, A b) { return (a != a || a > b) ? a : b; }
 __device__ __forceinline__ A warp_sum(A v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
 }
 __device__ __forceinline__ A warp_max(A v) {
-    for (int o = 16; o > 0; o >>= 1) { A w = __shfl_xor_sync(0xffffffffu, v, o); v = w > v ? w : v; }
+    for (int o = 16; o > 0; o >>= 1) v = nan_max(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
 // blockDim.x is a multiple of 32; `buf` holds one value per warp
@@ -77,7 +80,7 @@ __device__ A block_max(A v, A* buf) {
 }
 
 // y = softmax(x) over each row; mask (optional, 1 = keep) has mask_rows rows, row r uses r % mask_rows.
-// A row with nothing kept is all zeros.
+// A row with nothing kept is all zeros; a NaN among the kept scores makes the whole row NaN.
 extern "C" __global__ void softmax_fwd(const T* __restrict__ x, const unsigned char* __restrict__ mask,
                                        T* __restrict__ y, const int C, const int has_mask,
                                        const long long mask_rows) {
@@ -88,14 +91,14 @@ extern "C" __global__ void softmax_fwd(const T* __restrict__ x, const unsigned c
     const unsigned char* mr = mask + (has_mask ? (row % mask_rows) * C : 0);
     A m = NEG_INF;
     for (int j = threadIdx.x; j < C; j += blockDim.x)
-        if (!has_mask || mr[j]) { const A v = ld(xr[j]); m = v > m ? v : m; }
+        if (!has_mask || mr[j]) { const A v = ld(xr[j]); m = nan_max(m, v); }
     m = block_max(m, buf);
     if (m == NEG_INF) m = 0;  // nothing kept: every term below is 0
     A s = 0;
     for (int j = threadIdx.x; j < C; j += blockDim.x)
         if (!has_mask || mr[j]) s += EXP(ld(xr[j]) - m);
     s = block_sum(s, buf);
-    const A inv = s > 0 ? (A)1 / s : (A)0;
+    const A inv = s == (A)0 ? (A)0 : (A)1 / s;  // a NaN sum stays NaN (a NaN score makes its row NaN)
     for (int j = threadIdx.x; j < C; j += blockDim.x)
         yr[j] = st((!has_mask || mr[j]) ? EXP(ld(xr[j]) - m) * inv : (A)0);
 }
@@ -117,7 +120,7 @@ extern "C" __global__ void log_softmax_fwd(const T* __restrict__ x, T* __restric
     __shared__ A buf[32];
     const long long off = (long long)blockIdx.x * C;
     A m = NEG_INF;
-    for (int j = threadIdx.x; j < C; j += blockDim.x) { const A v = ld(x[off + j]); m = v > m ? v : m; }
+    for (int j = threadIdx.x; j < C; j += blockDim.x) { const A v = ld(x[off + j]); m = nan_max(m, v); }
     m = block_max(m, buf);
     A s = 0;
     for (int j = threadIdx.x; j < C; j += blockDim.x) s += EXP(ld(x[off + j]) - m);
@@ -148,7 +151,7 @@ extern "C" __global__ void cross_entropy_fwd(const T* __restrict__ x, const long
     const long long row = blockIdx.x;
     const T* xr = x + row * C;
     A m = NEG_INF;
-    for (int j = threadIdx.x; j < C; j += blockDim.x) { const A v = ld(xr[j]); m = v > m ? v : m; }
+    for (int j = threadIdx.x; j < C; j += blockDim.x) { const A v = ld(xr[j]); m = nan_max(m, v); }
     m = block_max(m, buf);
     A s = 0, shifted_sum = 0;
     for (int j = threadIdx.x; j < C; j += blockDim.x) {
@@ -161,7 +164,9 @@ extern "C" __global__ void cross_entropy_fwd(const T* __restrict__ x, const long
     if (threadIdx.x == 0) {
         const long long t = targets[row];
         A l = 0;
-        if (t != ignore_index) {
+        if (t != ignore_index && (t < 0 || t >= C)) {
+            l = NAN_A;  // an id out of range (unchecked on the GPU, see debug_checks.py): NaN, no stray read
+        } else if (t != ignore_index) {
             l = ls - (ld(xr[t]) - m);
             if (eps != (A)0) l = ((A)1 - eps) * l + eps * (ls - shifted_sum / C);
         }

@@ -107,7 +107,8 @@ def additive_mask(like: Tensor, allowed, added):
     """One float mask to add to the scores, in the masks' own (small) broadcast shape:
     `added` where `allowed`, -inf elsewhere; None when there is nothing to add."""
     xp, dtype = like.backend.xp, like.dtype
-    if allowed is not None and bool(allowed.all()) and np.broadcast_shapes(allowed.shape[:-1], like.shape[:-1]) == like.shape[:-1]:
+    if (allowed is not None and like.backend.values_on_host and bool(allowed.all())  # free on the host only
+            and np.broadcast_shapes(allowed.shape[:-1], like.shape[:-1]) == like.shape[:-1]):
         allowed = None  # e.g. a padding mask of a batch without padding: nothing to add (nor batch axes to keep)
     if allowed is None:
         return None if added is None else added.astype(dtype, copy=False)

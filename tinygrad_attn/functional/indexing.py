@@ -16,7 +16,7 @@ def _scatter_parts(op, x, axis, index, src):
     """(index grids, the part of src they take) for scatter/scatter_add, checked."""
     ax = _axis(op, axis, None, x.ndim)
     idx = _array_on(x, index)
-    _check_ids(op, idx, x.shape[ax])
+    _check_ids(op, idx, x.shape[ax], x.backend)
     if idx.ndim != x.ndim:
         raise ShapeError(f"{op}: index has {idx.ndim} dims, x has {x.ndim} (shapes {idx.shape} and {x.shape})")
     if not isinstance(src, Tensor):
@@ -69,7 +69,7 @@ def one_hot(ids, num_classes=-1):
         raise DTypeError(f"one_hot: ids must be integers, got dtype {ids.dtype} with shape {ids.shape}")
     xp = ids.backend.xp
     n = int(ids.data.max()) + 1 if num_classes == -1 and ids.size else max(num_classes, 0)
-    _check_ids("one_hot", ids.data, n)
+    _check_ids("one_hot", ids.data, n, ids.backend)
     return Tensor.wrap((ids.data[..., None] == xp.arange(n)).astype(np.int64), ids.device)
 
 

@@ -39,7 +39,7 @@ def nll_loss(log_probs, targets, ignore_index=-100, reduction="mean"):
     if t.shape != log_probs.shape[:-1]:
         raise ShapeError(f"nll_loss: log_probs {log_probs.shape} need targets of shape {log_probs.shape[:-1]}, got {t.shape}")
     valid = t != ignore_index
-    _check_ids("nll_loss", t[valid], log_probs.shape[-1])
+    _check_ids("nll_loss", t, log_probs.shape[-1], log_probs.backend, ignore=ignore_index)
     xp = log_probs.backend.xp
     picked = gather(log_probs, log_probs.ndim - 1, xp.where(valid, t, 0)[..., None])[..., 0]
     loss = where(valid, -picked, 0.0)

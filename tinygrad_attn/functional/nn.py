@@ -44,8 +44,7 @@ def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0, reduc
         raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     if not 0.0 <= label_smoothing < 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1), got {label_smoothing}")
-    counted = tgt.data[tgt.data != ignore_index]
-    _check_ids("cross_entropy", counted, logits.shape[-1])
+    _check_ids("cross_entropy", tgt.data, logits.shape[-1], logits.backend, ignore=ignore_index)
     return N.CrossEntropy.apply(logits, tgt, ignore_index=ignore_index,
                                 label_smoothing=float(label_smoothing), reduction=reduction)
 

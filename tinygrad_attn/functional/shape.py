@@ -196,22 +196,28 @@ def gather(x, axis, index):
     idx = _array_on(x, index)
     if idx.ndim != x.ndim:
         raise ShapeError(f"gather: index has {idx.ndim} dims, x has {x.ndim} (shapes {idx.shape} and {x.shape})")
-    _check_ids("gather", idx, x.shape[ax])  # a negative index would silently wrap around
+    _check_ids("gather", idx, x.shape[ax], x.backend)  # a negative index would silently wrap around
     xp = x.backend.xp
     grids = [xp.arange(n).reshape([-1 if d == i else 1 for d in range(idx.ndim)]) for i, n in enumerate(idx.shape)]
     grids[ax] = idx
     return getitem(x, tuple(grids))
 
 
-def _check_ids(op, ids, n):
+def _check_ids(op, ids, n, backend, ignore=None):
+    """Integer ids in [0, n) (entries equal to `ignore` aside). The dtype is known on the host
+    and always checked; the values only where reading them is free or debug checks are on
+    (backend.checks_values): on a GPU it would stop the host until the GPU caught up."""
     if ids.dtype.kind not in "iu":
         raise DTypeError(f"{op}: indices must be integers, got dtype {ids.dtype}")
-    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= n):
-        raise IndexError(f"{op}: indices must lie in [0, {n}), got values in [{int(ids.min())}, {int(ids.max())}]")
+    if not ids.size or not backend.checks_values():
+        return
+    counted = ids if ignore is None else ids[ids != ignore]
+    if counted.size and (int(counted.min()) < 0 or int(counted.max()) >= n):
+        raise IndexError(f"{op}: indices must lie in [0, {n}), got values in [{int(counted.min())}, {int(counted.max())}]")
 
 
 def embedding(ids, weight, padding_idx=None):
     """Rows of `weight` (V, D) for integer `ids` (...); `padding_idx` rows receive no gradient."""
     ids = _array_on(weight, ids)
-    _check_ids("embedding", ids, weight.shape[0])
+    _check_ids("embedding", ids, weight.shape[0], weight.backend)
     return N.Embedding.apply(weight, ids=ids, padding_idx=padding_idx)

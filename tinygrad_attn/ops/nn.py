@@ -55,7 +55,8 @@ class CrossEntropy(Function):
         xp = self.xp
         self.ignore_index, self.eps, self.reduction = ignore_index, label_smoothing, reduction
         loss, self.saved = self.backend.cross_entropy(logits, targets, ignore_index, label_smoothing)
-        self.count = max(int(xp.sum(targets != ignore_index)), 1) if reduction == "mean" else 1
+        # the count stays an array: int() of it would make the host wait for the GPU
+        self.count = xp.maximum(xp.sum(targets != ignore_index), 1).astype(accumulator(loss.dtype)) if reduction == "mean" else 1
         if reduction == "none":
             return loss
         total = xp.sum(loss, dtype=accumulator(loss.dtype))  # float16 losses add up in float32
@@ -68,14 +69,15 @@ class CrossEntropy(Function):
         onehot = xp.zeros(logits.shape, dtype=logits.dtype)
         xp.put_along_axis(onehot, xp.where(valid, targets.data, 0)[..., None], 1, axis=-1)
         target_dist = (1 - self.eps) * onehot + self.eps / logits.shape[-1]
-        weight = valid.astype(logits.dtype)[..., None] / self.count
+        weight = (valid.astype(logits.dtype)[..., None] / self.count).astype(logits.dtype, copy=False)
         if self.reduction == "none":
             g = g.reshape(g.shape + (1,))
         return g * (logits.softmax(-1) - const(g, target_dist)) * const(g, weight), None
 
     def fast_backward(self, g):
         logits, targets = self.inputs
-        return self.backend.cross_entropy_backward(logits.data, targets.data, self.saved, g / self.count,
+        return self.backend.cross_entropy_backward(logits.data, targets.data, self.saved,
+                                                   (g / self.count).astype(g.dtype, copy=False),
                                                    self.ignore_index, self.eps), None
 
 
