@@ -20,6 +20,21 @@ GELU_K0 = math.sqrt(2.0 / math.pi)
 GELU_K1 = 0.044715
 
 
+def sorted_runs(xp, ids):
+    """(order, sorted ids, heads) of flat integer ids: a stable sort, so the rows of one id keep
+    their first-to-last order, and heads[i] says sorted position i starts a run of equal ids.
+
+    Summing each run first to last is an order-fixed scatter-add: the same sums in the same
+    order as np.add.at into zeros, whatever the order the ids came in, and the same bits on
+    every run (no atomics racing). No size here depends on the values, so on a GPU nothing
+    waits for the device. The CUDA kernel `segment_sum_rows` (cupy_kernels.py) sums the runs."""
+    order = xp.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    heads = xp.ones(ids.shape, dtype=xp.bool_)
+    heads[1:] = sorted_ids[1:] != sorted_ids[:-1]
+    return order, sorted_ids, heads
+
+
 class ArrayKernels:
     """Mixin: the kernels of `Backend` on `self.xp`, using the backend's row/column sums."""
 

@@ -61,8 +61,25 @@ class CupyBackend(ArrayKernels, Backend):
         return array.get()
 
     def scatter_add(self, target, index, values) -> None:
-        """target[index] += values, repeated indices accumulating (atomics on the GPU)."""
-        self.xp.add.at(target, index, values)  # cupyx.scatter_add is deprecated in CuPy 14
+        """target[index] += values, repeated indices accumulating. Rows picked by integer arrays
+        (embedding and index gradients) are summed in a fixed order (sort, then one sum per run
+        of equal ids), so two identical steps give the same bits; anything else (slices mixed
+        with arrays) goes through CuPy's atomic add.at."""
+        xp = self.xp
+        index = index[0] if isinstance(index, tuple) and len(index) == 1 else index
+        arrays = index if isinstance(index, tuple) else (index,)
+        rows_picked = all(isinstance(i, xp.ndarray) and i.dtype.kind in "iu" for i in arrays)
+        if (rows_picked and self.cuda_kernels is not None and target.flags.c_contiguous
+                and self.cuda_kernels.supports(target)):
+            lead = target.shape[:len(arrays)]
+            if len(arrays) == 1:
+                flat_ids = arrays[0]
+            else:  # x[rows, cols]: rows of the flattened leading axes (negative ids wrap first)
+                picked = [xp.where(i < 0, i + n, i) for i, n in zip(xp.broadcast_arrays(*arrays), lead)]
+                flat_ids = xp.ravel_multi_index(tuple(picked), lead, mode="wrap")
+            self.cuda_kernels.scatter_add_rows(target.reshape((-1,) + target.shape[len(arrays):]), flat_ids, values)
+            return
+        xp.add.at(target, index, values)  # cupyx.scatter_add is deprecated in CuPy 14
 
     def erf(self, x):
         # cupyx computes float16 in float32: give the caller back its own dtype

@@ -1,4 +1,5 @@
-"""Fused CUDA kernels for the CuPy backend: softmax, log_softmax, cross_entropy, layer_norm, GELU.
+"""Fused CUDA kernels for the CuPy backend: softmax, log_softmax, cross_entropy, layer_norm, GELU,
+and the order-fixed scatter-add of embedding and index gradients.
 
 Each op that would take several passes over memory as array expressions (max, subtract,
 exp, sum, divide: one kernel and one full read/write each) runs here as one kernel that
@@ -252,6 +253,26 @@ extern "C" __global__ void layer_norm_bwd_dwdb(const T* __restrict__ x, const T*
     db_part[(long long)blockIdx.y * C + j] = sb;
 }
 
+// Order-fixed scatter-add of rows (embedding and index gradients): sorted ids, their rows'
+// original positions `order`, `heads` (1 where a run of equal ids starts; array_kernels.sorted_runs).
+// Block i sums run i's rows first to last and adds the sum to its target row: each target
+// element is written by one thread, so there are no atomics and the bits never vary.
+extern "C" __global__ void segment_sum_rows(const long long* __restrict__ sorted_ids,
+                                            const long long* __restrict__ order,
+                                            const bool* __restrict__ heads, const T* __restrict__ values,
+                                            T* __restrict__ target, const long long n, const int D,
+                                            const long long rows) {
+    const long long i = blockIdx.x;
+    if (!heads[i]) return;
+    const long long id = sorted_ids[i];  // negative ids were wrapped before the sort
+    if (id < 0 || id >= rows) return;  // out of range (unchecked on the GPU): no stray write
+    for (int j = threadIdx.x; j < D; j += blockDim.x) {
+        A acc = 0;
+        for (long long r = i; r < n && (r == i || !heads[r]); ++r) acc += ld(values[order[r] * D + j]);
+        target[id * D + j] = st(ld(target[id * D + j]) + acc);
+    }
+}
+
 #define GELU_K0 ((A)0.7978845608028654)  /* sqrt(2 / pi) */
 #define GELU_K1 ((A)0.044715)
 
@@ -457,6 +478,25 @@ class CupyFused:
             if need_dbias:
                 db = db_part.sum(axis=0).astype(weight.dtype, copy=False)
         return dx, dw, db
+
+    # ---- order-fixed scatter-add -------------------------------------------
+    def scatter_add_rows(self, target, ids, values) -> None:
+        """target[ids] += values for a contiguous target (rows, ...) and integer ids: the rows
+        of one id summed first to last (deterministic, no atomics)."""
+        from .array_kernels import sorted_runs
+        xp = self.xp
+        flat = ids.reshape(-1).astype(xp.int64, copy=False)
+        n = flat.size
+        if n == 0 or target.size == 0:
+            return
+        rows, D = target.shape[0], target.size // target.shape[0]
+        flat = xp.where(flat < 0, flat + rows, flat)  # -1 and rows-1 are one row: one run, one writer
+        values = self._contiguous(xp.broadcast_to(values, ids.shape + target.shape[1:]).astype(target.dtype, copy=False))
+        order, sorted_ids, heads = sorted_runs(xp, flat)
+        self._kernel(target.dtype, "segment_sum_rows")(
+            (n,), (_row_threads(D),),
+            (sorted_ids, order, heads, values.reshape(n, D), target.reshape(rows, D), np.int64(n), np.int32(D),
+             np.int64(rows)))
 
     # ---- GELU (tanh approximation) ---------------------------------------
     def gelu(self, x):
