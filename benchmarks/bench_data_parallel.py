@@ -172,10 +172,11 @@ def _free_port():
 
 
 def _launch(framework, ranks, steps, warmup):
-    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    cmd = [mpiexec if os.path.exists(mpiexec) else "mpiexec", "-n", str(ranks), sys.executable, __file__,
-           "--worker", framework, "--steps", str(steps), "--warmup", str(warmup), "--port", str(_free_port())]
-    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **ONE_THREAD}, cwd=ROOT)
+    from tinygrad_attn.distributed import mpiexec_command  # Open MPI as root needs its flags
+    cmd, launcher_env = mpiexec_command(ranks, sys.executable, __file__, "--worker", framework, "--steps", steps,
+                                        "--warmup", warmup, "--port", _free_port())
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **ONE_THREAD, **launcher_env},
+                         cwd=ROOT)
     if out.returncode != 0:
         raise RuntimeError(f"{framework} on {ranks} ranks failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])

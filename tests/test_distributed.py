@@ -38,9 +38,10 @@ MANY_STEPS = dict(rtol=2e-5, atol=2e-5)
 
 
 def mpiexec(*args, timeout=120, ranks=2):
-    env = {**os.environ, **ONE_THREAD, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([MPIEXEC, "-n", str(ranks), *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=ROOT)
+    # Open MPI (a GPU machine's) runs as root only when told it may: mpiexec_command knows
+    argv, launcher_env = distributed.mpiexec_command(ranks, *args, mpiexec=MPIEXEC)
+    env = {**os.environ, **ONE_THREAD, "PYTHONPATH": str(ROOT), **launcher_env}
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
 
 
 # ---------------------------------------------------------------- one 2-rank run, compared with one process
@@ -221,3 +222,33 @@ def test_shards_are_disjoint_and_together_the_global_batch():
     with pytest.raises(DistributedError, match="batch size 6 .* 4 ranks"):
         distributed.shard_batch(x[:6], 0, 4)
     assert tga.TinygradAttnError in DistributedError.__mro__
+
+
+def _fake_mpiexec(tmp_path, banner):
+    exe = tmp_path / "mpiexec"
+    exe.write_text(f"#!/bin/sh\necho '{banner}'\n")
+    exe.chmod(0o755)
+    return str(exe)
+
+
+@pytest.mark.parametrize("banner, flavor", [("mpiexec (OpenRTE) 4.1.2", "openmpi"), ("mpiexec (Open MPI) 5.0.3", "openmpi"),
+                                            ("HYDRA build details:\n    Version: 4.2.0", "mpich"),
+                                            ("something else", "unknown")])
+def test_the_launcher_tells_open_mpi_from_mpich_and_lets_open_mpi_run_as_root(tmp_path, monkeypatch, banner, flavor):
+    exe = _fake_mpiexec(tmp_path, banner)
+    assert distributed.launch.mpiexec_flavor(exe) == flavor
+    for uid in (0, 1000):
+        monkeypatch.setattr(os, "geteuid", lambda uid=uid: uid)
+        argv, env = distributed.mpiexec_command(3, "python", "w.py", mpiexec=exe)
+        assert argv[:3] == [exe, "-n", "3"] and argv[-2:] == ["python", "w.py"]
+        as_root = flavor == "openmpi" and uid == 0
+        assert ("--allow-run-as-root" in argv) == as_root
+        assert (env.get("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM") == "1") == as_root
+        assert ("--oversubscribe" in argv) == (flavor == "openmpi")
+
+
+def test_without_any_mpiexec_the_error_says_how_to_install(monkeypatch, tmp_path):
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ImportError, match=r"no mpiexec found.*pip install -e '\.\[mpi\]'"):
+        distributed.mpiexec_command(2, "x")

@@ -20,12 +20,12 @@ from . import model_check
 from .buckets import GradientBuckets, transport_for
 from .data_parallel import DataParallel
 from .launch import (INSTALL_HINT, abort_on_error, communicator, import_mpi, is_main, launched_rank, launched_size,
-                     local_rank, rank, world, world_size)
+                     local_rank, mpiexec_command, rank, world, world_size)
 from .sharding import local_batch_size, shard_batch, shard_batches
 
 __all__ = ["DataParallel", "INSTALL_HINT", "abort_on_error", "allreduce_gradients", "broadcast_parameters",
            "check_same_model", "communicator", "import_mpi", "is_main", "launched_rank", "launched_size",
-           "local_batch_size", "local_rank", "rank", "shard_batch", "shard_batches", "world", "world_size"]
+           "local_batch_size", "local_rank", "mpiexec_command", "rank", "shard_batch", "shard_batches", "world", "world_size"]
 
 _averagers = weakref.WeakKeyDictionary()   # model -> (comm, its GradientBuckets) for allreduce_gradients
 

@@ -1,4 +1,5 @@
-"""Which process am I: rank and world size under an MPI launcher, the communicator, and abort-on-error.
+"""Which process am I: rank and world size under an MPI launcher, the communicator, and abort-on-error;
+and how to start N ranks with the machine's `mpiexec` (MPICH's or Open MPI's, as root too).
 
 mpi4py is imported only when a launcher started more than one process (or the caller
 already uses mpi4py), so a plain `tinygrad-attn train` never initialises MPI.
@@ -6,6 +7,8 @@ already uses mpi4py), so a plain `tinygrad-attn train` never initialises MPI.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
 import time
 import traceback
@@ -23,6 +26,42 @@ INSTALL_HINT = "pip install -e '.[mpi]' (mpi4py and the mpich wheel, which bring
 _SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 _RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
 _LOCAL_RANK_VARS = ("MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK", "MV2_COMM_WORLD_LOCAL_RANK")
+
+
+def mpiexec_flavor(mpiexec: str) -> str:
+    """"openmpi", "mpich" (MPICH, Intel MPI and MVAPICH: the hydra launcher) or "unknown", from `--version`."""
+    try:
+        done = subprocess.run([mpiexec, "--version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    text = (done.stdout + done.stderr).lower()
+    if "open mpi" in text or "open-mpi" in text or "openrte" in text or "prrte" in text:
+        return "openmpi"
+    if "hydra" in text or "mpich" in text or "intel(r) mpi" in text or "mvapich" in text:
+        return "mpich"
+    return "unknown"
+
+
+def mpiexec_command(ranks: int, *program, mpiexec: str | None = None):
+    """(argv, extra environment) that start `program` on `ranks` processes of this machine.
+
+    `mpiexec` defaults to the one beside this Python (the pip mpich wheel of the `mpi`
+    extra), else the first on PATH. Open MPI refuses to start as root unless told that it
+    may (containers and lent GPU machines run as root), and refuses more ranks than cores
+    unless allowed to oversubscribe; MPICH's hydra needs neither. With no mpiexec at all,
+    an MPIMissingError says how to install one."""
+    if mpiexec is None:
+        beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+        mpiexec = beside if os.access(beside, os.X_OK) else shutil.which("mpiexec")
+    if mpiexec is None:
+        raise MPIMissingError(f"no mpiexec found beside {sys.executable} or on PATH; install one with: {INSTALL_HINT}")
+    argv, env = [mpiexec, "-n", str(int(ranks))], {}
+    if mpiexec_flavor(mpiexec) == "openmpi":
+        argv.append("--oversubscribe")
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            argv.append("--allow-run-as-root")
+            env = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+    return argv + [str(a) for a in program], env
 
 
 def import_mpi():
