@@ -2,6 +2,7 @@
 
     python benchmarks/bench_gpu.py                       # d=512, 8 heads, 6 layers, T=256, batch 64, vocab 256
     python benchmarks/bench_gpu.py --steps 20 --rounds 3 --no-torch
+    python benchmarks/bench_gpu.py --dry-run              # the rows it would time, without a GPU
 
 One training step = forward, cross entropy, backward, AdamW. Rows:
   tinygrad_attn (fused)    the CuPy backend as shipped: fused softmax/LN/CE/GELU kernels
@@ -9,8 +10,11 @@ One training step = forward, cross entropy, backward, AdamW. Rows:
   PyTorch eager            the same network hand-written in torch below (attention written
                            out: scores, masked_fill, softmax, weighted sum), float32, TF32 off
   PyTorch eager + SDPA     the same with torch's fused scaled_dot_product_attention (context)
-Rounds alternate between the rows so that each sees the same clocks; reported is the
-median step time. PyTorch is imported only here (never by the engine or the tests).
+Each row runs at the full batch and at --host-batch (default 1): at batch 1 the GPU has
+almost nothing to do, so that row is what the host costs per step (Python, launches,
+allocations, any synchronisation). Rounds alternate between the rows so that each sees
+the same clocks; reported is the median step time, and the ratio to PyTorch eager at the
+same batch. PyTorch is imported only here (never by the engine or the tests).
 Our model is tinygrad_attn.models.decoder.GPT when models/ exists, else the same network from nn modules.
 """
 from __future__ import annotations
@@ -170,7 +174,19 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--no-unfused", action="store_true")
+    p.add_argument("--host-batch", type=int, default=1,
+                   help="also time every row at this batch (the host's cost per step); 0: full batch only")
+    p.add_argument("--dry-run", action="store_true", help="print the rows and batches it would time, and stop")
     args = p.parse_args(argv)
+    batches = [args.batch] + ([args.host_batch] if 0 < args.host_batch != args.batch else [])
+    names = ["tinygrad_attn (fused)"] + ([] if args.no_unfused else ["tinygrad_attn (unfused)"])
+    names += [] if args.no_torch else ["PyTorch eager", "PyTorch eager + SDPA"]
+    if args.dry_run:
+        for batch in batches:
+            for name in names:
+                print(f"would time: {name}, batch {batch}, T={args.seq}, d_model={args.d}, "
+                      f"{args.rounds} rounds x {args.steps} steps after {args.warmup} warm-up")
+        return 0
 
     import tinygrad_attn as tga
     if not tga.cuda_is_available():
@@ -178,18 +194,24 @@ def main(argv=None):
         return 1
     import cupy as cp
 
-    rows = {"tinygrad_attn (fused)": lambda: make_ours(args, True)}
-    if not args.no_unfused:
-        rows["tinygrad_attn (unfused)"] = lambda: make_ours(args, False)
-    if not args.no_torch:
+    with_torch = not args.no_torch
+    if with_torch:
         try:
             import torch
             if not torch.cuda.is_available():
                 raise ImportError("torch sees no GPU")
-            rows["PyTorch eager"] = lambda: make_torch(args, False)
-            rows["PyTorch eager + SDPA"] = lambda: make_torch(args, True)
         except ImportError as e:
             print(f"(no PyTorch comparison: {e})")
+            with_torch = False
+    rows = {}  # (implementation, batch) -> a function that builds its step
+    for batch in batches:
+        at = argparse.Namespace(**{**vars(args), "batch": batch})
+        rows["tinygrad_attn (fused)", batch] = lambda at=at: make_ours(at, True)
+        if not args.no_unfused:
+            rows["tinygrad_attn (unfused)", batch] = lambda at=at: make_ours(at, False)
+        if with_torch:
+            rows["PyTorch eager", batch] = lambda at=at: make_torch(at, False)
+            rows["PyTorch eager + SDPA", batch] = lambda at=at: make_torch(at, True)
     steps, kinds, losses, times = {}, {}, {}, {name: [] for name in rows}
     for name, make in list(rows.items()):
         try:
@@ -210,19 +232,20 @@ def main(argv=None):
 
     props = cp.cuda.runtime.getDeviceProperties(0)
     versions = f"CuPy {cp.__version__}"
-    if "PyTorch eager" in rows:
+    if with_torch:
         import torch
         versions += f", torch {torch.__version__}"
     print(f"\n{props['name'].decode()}, {versions}; causal decoder d_model={args.d}, {args.heads} heads, "
-          f"{args.layers} layers, T={args.seq}, batch {args.batch}, vocab {args.vocab}; float32; "
+          f"{args.layers} layers, T={args.seq}, batch {' and '.join(map(str, batches))}, vocab {args.vocab}; float32; "
           f"{args.rounds} rounds x {args.steps} steps after {args.warmup} warm-up\n")
-    ref = statistics.median(times["PyTorch eager"]) if "PyTorch eager" in times else None
-    print("| implementation | model | ms / step | steps / s | time vs PyTorch eager | last loss |")
-    print("|---|---|---|---|---|---|")
-    for name in rows:
-        med = statistics.median(times[name])
-        ratio = f"{med / ref:.2f}x" if ref else "-"
-        print(f"| {name} | {kinds[name]} | {med * 1e3:.1f} | {1 / med:.2f} | {ratio} | {losses[name]:.4f} |")
+    print("| implementation | batch | model | ms / step | steps / s | time vs PyTorch eager | last loss |")
+    print("|---|---|---|---|---|---|---|")
+    for (name, batch) in rows:
+        ref = times.get(("PyTorch eager", batch))
+        med = statistics.median(times[name, batch])
+        ratio = f"{med / statistics.median(ref):.2f}x" if ref else "-"
+        print(f"| {name} | {batch} | {kinds[name, batch]} | {med * 1e3:.1f} | {1 / med:.2f} | {ratio} | "
+              f"{losses[name, batch]:.4f} |")
     return 0
 
 

@@ -9,8 +9,8 @@ from ..errors import DeviceError
 from .array_kernels import ArrayKernels
 from .contract import Backend
 
-INSTALL_HINT = ("install the GPU extra with: pip install 'tinygrad_attn[gpu]' "
-                "(it pulls CuPy for CUDA 12, cupy-cuda12x; on CUDA 13 install cupy-cuda13x instead)")
+INSTALL_HINT = ("install the GPU extra that matches the driver's CUDA (nvidia-smi): pip install 'tinygrad_attn[gpu]' "
+                "for CUDA 12 (cupy-cuda12x), or 'tinygrad_attn[gpu-cuda13]' for CUDA 13 (cupy-cuda13x)")
 
 
 def _import_cupy():
