@@ -330,3 +330,17 @@ def test_a_cuda_training_step_makes_no_synchronisation(make_step):
     tga.get_backend("cuda").synchronize()
     loss = _train_step(model, loss_fn, functools.partial(cupyx.allow_synchronize, False))
     assert np.isfinite(loss)
+
+
+@pytest.mark.skipif(_cuda_skip_reason() is not None, reason=str(_cuda_skip_reason()))
+def test_on_cuda_a_bad_target_gives_nan_unchecked_and_the_clear_error_in_debug_mode():
+    logits = tga.randn(3, 5, device="cuda")
+    targets = np.array([1, 7, 2])
+    loss = tga.F.cross_entropy(logits, targets, reduction="none").numpy()
+    assert np.isnan(loss[1]) and np.isfinite(loss[[0, 2]]).all()  # no stray read of row 1's memory
+    tga.set_debug_checks(True)
+    try:
+        with pytest.raises(IndexError, match=r"cross_entropy: indices must lie in \[0, 5\), got values in \[1, 7\]"):
+            tga.F.cross_entropy(logits, targets)
+    finally:
+        tga.set_debug_checks(False)
