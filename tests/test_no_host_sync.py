@@ -270,6 +270,20 @@ def test_a_training_step_reads_no_device_value_on_the_host(stand_in_gpu, make_st
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
 
+@pytest.mark.parametrize("loss_of", [
+    lambda x, t: tga.F.cross_entropy(x, t, label_smoothing=0.1),
+    lambda x, t: tga.F.nll_loss(tga.F.log_softmax(x, -1), t),
+    lambda x, t: tga.F.cross_entropy(x, t, reduction="sum"),
+], ids=["cross_entropy", "nll_loss", "cross_entropy_sum"])
+def test_losses_with_ignored_positions_read_nothing_on_the_host(stand_in_gpu, loss_of):
+    x = tga.randn(4, 6, requires_grad=True)
+    targets = np.array([1, -100, 5, 0])
+    with guarded(raise_at_once=False) as reads:
+        loss_of(x, targets).backward()
+    assert not reads, "\n".join(reads)
+    assert x.grad is not None
+
+
 def test_the_stand_in_device_catches_a_hidden_read(stand_in_gpu):
     """The guard can fail: a bool() of a mask, an int() of a max, a boolean index each raise."""
     x = tga.tensor(np.arange(6.0).reshape(2, 3))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DTypeError, ShapeError
+from ..tensor import Tensor
 from ._common import _array_on, _like, _require_float
 from .elementwise import abs, clip, log, where
 from .activations import softplus
@@ -14,11 +15,17 @@ from .shape import _check_ids, gather
 
 
 def _reduce(op, loss, reduction, count=None):
+    """`count`: what "mean" divides by (default: every position), a number or an array that
+    stays on the device (int() of it would make the host wait for a GPU)."""
     if reduction == "none":
         return loss
     if reduction == "sum":
         return loss.sum()
     if reduction == "mean":
+        if count is not None and not isinstance(count, (int, np.integer)):
+            xp = loss.backend.xp
+            inverse = (1.0 / xp.maximum(count, 1)).astype(loss.dtype)
+            return loss.sum() * Tensor.wrap(inverse, loss.device)
         return loss.sum() * (1.0 / max(loss.size if count is None else count, 1))
     raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
@@ -43,7 +50,7 @@ def nll_loss(log_probs, targets, ignore_index=-100, reduction="mean"):
     xp = log_probs.backend.xp
     picked = gather(log_probs, log_probs.ndim - 1, xp.where(valid, t, 0)[..., None])[..., 0]
     loss = where(valid, -picked, 0.0)
-    return _reduce("nll_loss", loss, reduction, int(valid.sum()))
+    return _reduce("nll_loss", loss, reduction, valid.sum())
 
 
 def cross_entropy_soft(logits, target_probs, label_smoothing=0.0, reduction="mean"):
