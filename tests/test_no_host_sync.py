@@ -365,3 +365,13 @@ def test_on_cuda_a_bad_target_gives_nan_unchecked_and_the_clear_error_in_debug_m
             tga.F.cross_entropy(logits, targets)
     finally:
         tga.set_debug_checks(False)
+
+
+@pytest.mark.parametrize("value, enabled", [("1", True), ("true", True), ("0", False), ("", False), ("off", False)])
+def test_the_environment_switches_debug_checks_on_at_first_use(monkeypatch, value, enabled):
+    from tinygrad_attn.backend import debug_checks
+    monkeypatch.setattr(debug_checks, "_enabled", None)  # not decided yet
+    monkeypatch.setenv(debug_checks.ENV_VAR, value)
+    assert debug_checks.debug_checks_enabled() is enabled
+    assert HostReadForbiddingBackend().checks_values() is enabled
+    assert tga.get_backend("cpu").checks_values()  # host values: always checked
