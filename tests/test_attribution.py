@@ -65,3 +65,52 @@ def test_rollout_errors_name_what_is_missing():
         attribution.attention_rollout(_gpt_capture(1), layers=["blocks.9.attn"])
     with pytest.raises(ShapeError, match=r"\(B, H, T, T\)"):
         attribution.attention_rollout({"x": np.ones((2, 3, 4))})
+
+
+# ------------------------------------------------------------------ gradient methods, on the token embeddings
+
+def _logit(n_layers=2):
+    """A float64 GPT, a 5-token prompt, and f = the next-token logit of token 7 at the last position."""
+    tga.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=11, seq_len=6, d_model=16, n_heads=2, n_layers=n_layers, dropout=0.0)).double()
+    ids = np.array([[1, 2, 3, 4, 5]])
+    f = attribution.logit_of(model, ids, position=4, token=7)
+    return model, ids, f, attribution.token_embeddings(model, ids)
+
+
+def _value(f, x):
+    return float(f(tga.Tensor(x, dtype="float64")).numpy())
+
+
+def test_passing_the_lookup_as_embeddings_changes_nothing():
+    model, ids, _, x = _logit()
+    np.testing.assert_array_equal(model(ids).numpy(), model(ids, token_embeddings=tga.Tensor(x, dtype="float64")).numpy())
+    with pytest.raises(ShapeError, match=r"expected \(1, 5, 16\)"):
+        model(ids, token_embeddings=tga.Tensor(np.zeros((1, 4, 16))))
+
+
+def test_gradient_x_input_equals_a_finite_difference_along_each_tokens_own_embedding():
+    _, _, f, x = _logit()
+    attr, h = attribution.gradient_x_input(f, x), 1e-5
+    for t in range(x.shape[1]):
+        step = np.zeros_like(x)
+        step[0, t] = h * x[0, t]   # d/dh f(x + h x_t e_t) at 0 = sum_d x_td df/dx_td
+        fd = (_value(f, x + step) - _value(f, x - step)) / (2 * h)
+        assert attr[t] == pytest.approx(fd, rel=1e-6, abs=1e-9)
+
+
+@pytest.mark.parametrize("baseline", ["zeros", "one embedding"])
+def test_integrated_gradients_sum_to_f_x_minus_f_baseline_and_converge(baseline):
+    model, _, f, x = _logit()
+    b = None if baseline == "zeros" else model.tok_emb.weight.numpy()[0]   # token 0 at every position
+    gap = _value(f, x) - _value(f, np.zeros_like(x) if b is None else np.broadcast_to(b, x.shape).copy())
+    errors = [abs(attribution.integrated_gradients(f, x, baseline=b, steps=s).sum() - gap) for s in (2, 8, 32)]
+    assert errors[-1] < 1e-3 * abs(gap)
+    # the trapezoid's error shrinks about as 1/steps^2: 4x the steps, well over 4x smaller
+    assert errors[0] > 4 * errors[1] and errors[1] > 4 * errors[2]
+
+
+def test_integrated_gradients_with_one_step_is_the_trapezoid_of_the_two_end_gradients():
+    _, _, f, x = _logit()
+    g = [attribution._gradient(f, a * x)[1] for a in (0.0, 1.0)]
+    np.testing.assert_allclose(attribution.integrated_gradients(f, x, steps=1), (x * (g[0] + g[1]) / 2).sum(-1)[0])
