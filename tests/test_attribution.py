@@ -114,3 +114,23 @@ def test_integrated_gradients_with_one_step_is_the_trapezoid_of_the_two_end_grad
     _, _, f, x = _logit()
     g = [attribution._gradient(f, a * x)[1] for a in (0.0, 1.0)]
     np.testing.assert_allclose(attribution.integrated_gradients(f, x, steps=1), (x * (g[0] + g[1]) / 2).sum(-1)[0])
+
+
+def test_a_filled_mask_logit_of_the_masked_lm_and_a_side_by_side_plot(tmp_path):
+    from tinygrad_attn import plots
+    from tinygrad_attn.models import MaskedLM, MLMConfig
+    tga.manual_seed(0)
+    model = MaskedLM(MLMConfig(vocab_size=12, pad_id=0, max_len=8, d_model=16, n_heads=2, n_layers=2)).double()
+    ids = np.array([[3, 4, 1, 5, 6]])   # position 2 stands for [MASK]
+    f = attribution.logit_of(model, ids, position=2, token=7)
+    x = attribution.token_embeddings(model, ids)
+    ig = attribution.integrated_gradients(f, x, steps=32)
+    assert ig.sum() == pytest.approx(_value(f, x) - _value(f, np.zeros_like(x)), rel=1e-3)
+    with inspect.capture(model) as cap:
+        model(ids)
+    methods = {"grad x input": attribution.gradient_x_input(f, x), "integrated gradients": ig,
+               "rollout": attribution.attention_rollout(cap)[0, 2]}
+    with pytest.raises(ValueError, match=r"'bad' has shape \(2,\), expected one score per token \(5,\)"):
+        plots.plot_attributions({"bad": [1.0, 2.0]}, list("abcde"), tmp_path / "bad.png")
+    pytest.importorskip("matplotlib")
+    assert plots.plot_attributions(methods, list("ab?de"), tmp_path / "a.png", dpi=50).stat().st_size > 1000
