@@ -19,6 +19,7 @@ from tinygrad_attn import functional as F
 from tinygrad_attn import nn
 
 from .config import GPTConfig
+from .embedding_input import check_token_embeddings
 
 
 class GPT(nn.Module):
@@ -34,13 +35,16 @@ class GPT(nn.Module):
                                                          n_layers_for_init=c.n_layers) for _ in range(c.n_layers)])
         self.ln_f = nn.LayerNorm(c.d_model)
 
-    def hidden_states(self, ids, attention_mask=None, kv_cache: nn.KVCache | None = None) -> list:
+    def hidden_states(self, ids, attention_mask=None, kv_cache: nn.KVCache | None = None,
+                      token_embeddings=None) -> list:
         """[embedding output, output of block 1, ..., output of block N], each (B, T, d_model).
 
         The residual stream between blocks (before the final LayerNorm), part of the graph,
         as MaskedLM.hidden_states; position t sees positions <= t only. `attention_mask`
         (B, T) bool, True = real token, hides padding from the keys as well. With a
-        `kv_cache` the ids continue the cached sequence (see forward).
+        `kv_cache` the ids continue the cached sequence (see forward). `token_embeddings`
+        (B, T, d_model), when given, stands in for tok_emb(ids): the input that attribution
+        differentiates with respect to (positions are still added).
         """
         ids = ids.numpy() if isinstance(ids, tga.Tensor) else np.asarray(ids)
         if ids.ndim != 2:
@@ -55,7 +59,9 @@ class GPT(nn.Module):
             if attention_mask.shape != ids.shape or kv_cache is not None:
                 raise ValueError(f"GPT: attention_mask {attention_mask.shape} must match ids {ids.shape} "
                                  "(and cannot be combined with a KV cache)")
-        x = self.drop(self.tok_emb(ids) + self.pos_emb(ids.shape[1], offset))
+        tokens = self.tok_emb(ids) if token_embeddings is None else check_token_embeddings(
+            "GPT", token_embeddings, ids.shape, self.config.d_model)
+        x = self.drop(tokens + self.pos_emb(ids.shape[1], offset))
         states = [x]
         for i, block in enumerate(self.blocks):
             x = block(x, key_padding_mask=attention_mask, is_causal=True,
@@ -63,13 +69,13 @@ class GPT(nn.Module):
             states.append(x)
         return states
 
-    def forward(self, ids, kv_cache: nn.KVCache | None = None, last_only: bool = False):
+    def forward(self, ids, kv_cache: nn.KVCache | None = None, last_only: bool = False, token_embeddings=None):
         """ids (B, T) -> logits (B, T, V), or (B, 1, V) with `last_only`.
 
         With a `kv_cache` the ids continue the cached sequence: their positions start at
         the cache length, and they attend to the cached keys as well as to each other.
         """
-        x = self.hidden_states(ids, kv_cache=kv_cache)[-1]
+        x = self.hidden_states(ids, kv_cache=kv_cache, token_embeddings=token_embeddings)[-1]
         if last_only:
             x = x[:, -1:]
         # the head is the token embedding read backwards (tied weights): fewer parameters,

@@ -21,6 +21,7 @@ from tinygrad_attn import functional as F
 from tinygrad_attn import nn
 
 from .config import MLMConfig
+from .embedding_input import check_token_embeddings
 
 IGNORE_INDEX = -100
 
@@ -74,32 +75,35 @@ class MaskedLM(nn.Module):
                 raise ValueError(f"MaskedLM: attention_mask {attention_mask.shape} must match ids {ids.shape}")
         return ids, attention_mask
 
-    def hidden_states(self, ids, attention_mask=None) -> list:
+    def hidden_states(self, ids, attention_mask=None, token_embeddings=None) -> list:
         """[embedding output, output of block 1, ..., output of block N], each (B, T, d_model).
 
         These are the residual stream between blocks (before the final LayerNorm), part
-        of the graph, so gradients can be taken with respect to them.
+        of the graph, so gradients can be taken with respect to them. `token_embeddings`
+        (B, T, d_model), when given, stands in for tok_emb(ids) (for attribution).
         """
         ids, attention_mask = self._check(ids, attention_mask)
-        x = self.drop(self.tok_emb(ids) + self.pos_emb(ids.shape[1]))
+        tokens = self.tok_emb(ids) if token_embeddings is None else check_token_embeddings(
+            "MaskedLM", token_embeddings, ids.shape, self.config.d_model)
+        x = self.drop(tokens + self.pos_emb(ids.shape[1]))
         states = [x]
         for block in self.blocks:
             x = block(x, key_padding_mask=attention_mask)
             states.append(x)
         return states
 
-    def encode(self, ids, attention_mask=None):
+    def encode(self, ids, attention_mask=None, token_embeddings=None):
         """The final representations (B, T, d_model): last block, then the final LayerNorm."""
-        return self.ln_f(self.hidden_states(ids, attention_mask)[-1])
+        return self.ln_f(self.hidden_states(ids, attention_mask, token_embeddings)[-1])
 
     def head(self, h):
         """MLM head: (..., d_model) -> logits (..., V)."""
         h = self.head_ln(self.head_act(self.head_dense(h)))
         return h @ self.tok_emb.weight.T + self.head_bias
 
-    def forward(self, ids, attention_mask=None):
+    def forward(self, ids, attention_mask=None, token_embeddings=None):
         """ids (B, T), attention_mask (B, T) bool (True = real token) -> logits (B, T, V)."""
-        return self.head(self.encode(ids, attention_mask))
+        return self.head(self.encode(ids, attention_mask, token_embeddings))
 
     def loss(self, ids, labels, attention_mask=None):
         """Cross entropy at masked positions only (labels == -100 elsewhere).

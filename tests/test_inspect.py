@@ -307,7 +307,9 @@ def test_plots_write_pngs_of_the_requested_size(tmp_path):
             lambda p: plots.plot_matrices({"signed": np.array([[-1.0, 2.0], [0.5, 0.0]]), "weights": np.eye(2)}, p,
                                           title="two panels", row_labels=["a", "b"], figsize=(4, 3), dpi=50),
             lambda p: plots.plot_loss_curve(log, p, figsize=(4, 3), dpi=50),
-            lambda p: plots.plot_curves([1, 2], {"a": [1.0, 0.5]}, p, figsize=(4, 3), dpi=50)]
+            lambda p: plots.plot_curves([1, 2], {"a": [1.0, 0.5]}, p, figsize=(4, 3), dpi=50),
+            lambda p: plots.plot_attributions({"grad x input": [0.1, -0.2], "rollout": [0.7, 0.3]}, ["a", "b"], p,
+                                              figsize=(4, 3), dpi=50)]
     for i, job in enumerate(jobs):
         path = tmp_path / "sub" / f"{i}.png"
         if _have_matplotlib():

@@ -12,7 +12,7 @@ import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "tinygrad_attn"
 ENGINE = ["autograd.py", "tensor.py", "ops"]
-LIBRARY = {"nn", "optim", "checkpoint", "train", "inspect", "models", "tokenizers", "data", "plots", "representations"}
+LIBRARY = {"nn", "optim", "checkpoint", "train", "inspect", "models", "tokenizers", "data", "plots", "representations", "attribution"}
 
 
 def _files(*parts):

@@ -272,3 +272,34 @@ def plot_matrices(panels: dict, path="matrices.png", title: str = "", row_labels
     if title:
         fig.suptitle(title, fontsize=10)
     return _save(fig, path)
+
+
+def plot_attributions(methods: dict, tokens, path="attributions.png", title: str = "", figsize=None,
+                      dpi: int = 100) -> Path:
+    """Side by side, one bar chart per method (name -> (T,) scores per input token), tokens top to bottom.
+
+    Takes attribution.gradient_x_input, integrated_gradients and a row of attention_rollout.
+    Each panel has its own scale: the methods do not share units (logit vs. attention share).
+    """
+    tokens = [str(t) for t in tokens]
+    if not methods:
+        raise ValueError("plot_attributions: no attributions given")
+    for name, scores in methods.items():
+        if _as_array(scores).shape != (len(tokens),):
+            raise ValueError(f"plot_attributions: {name!r} has shape {_as_array(scores).shape}, "
+                             f"expected one score per token ({len(tokens)},)")
+    if figsize is None:
+        figsize = (3.0 * len(methods), 0.9 + 0.3 * len(tokens))
+    fig = _figure(figsize, dpi)
+    axes = np.atleast_1d(fig.subplots(1, len(methods), sharey=True))
+    y = np.arange(len(tokens))
+    for ax, (name, scores) in zip(axes, methods.items()):
+        scores = _as_array(scores).astype(float)
+        ax.barh(y, scores, color=np.where(scores >= 0, "tab:red", "tab:blue"))
+        ax.axvline(0, color="black", linewidth=0.5)
+        ax.set_title(name, fontsize=9)
+    axes[0].set_yticks(y, tokens, fontsize=8)
+    axes[0].invert_yaxis()
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
