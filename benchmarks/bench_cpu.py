@@ -79,8 +79,6 @@ def _current_rss_mb() -> float:
 def _ours(case):
     import tinygrad_attn as tga
     from benchmarks.our_steps import make_chain, make_step
-    tga.keep_freed_host_memory()  # as the trainer does (PyTorch's allocator caches by itself)
-    tga.set_num_threads()         # as the trainer does: OMP_NUM_THREADS threads (torch.set_num_threads on the other side)
     tga.manual_seed(0)
     if case == "chain":
         return make_chain(1000, 16)
@@ -153,15 +151,13 @@ def worker(framework, case, steps, threads):
 
 
 def _blas_spin() -> str:
-    # as the tinygrad-attn command runs: OpenBLAS's idle threads sleep soon (backend/cpu_threads.py);
-    # set OPENBLAS_THREAD_TIMEOUT yourself to measure another setting (28 is OpenBLAS's default)
-    from tinygrad_attn.backend.cpu_threads import SHORT_SPIN
-    return os.environ.get("OPENBLAS_THREAD_TIMEOUT", SHORT_SPIN)
+    # as a user's script runs: the CPU backend shortens OpenBLAS's spin at first use
+    # (backend/cpu_threads.py); set OPENBLAS_THREAD_TIMEOUT yourself to measure another setting
+    return os.environ.get("OPENBLAS_THREAD_TIMEOUT", "unset (the backend's choice)")
 
 
 def _run_worker(framework, case, steps, threads):
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-               OPENBLAS_THREAD_TIMEOUT=_blas_spin())
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     out = subprocess.run([sys.executable, __file__, "--worker", framework, case, str(steps), str(threads)],
                          capture_output=True, text=True, env=env, cwd=ROOT)
     if out.returncode != 0:

@@ -4,12 +4,6 @@
     python examples/train_mlm.py --quick    # a handful of steps on the `tiny` preset
 """
 import argparse
-import os
-
-# before NumPy loads OpenBLAS, as the `tinygrad-attn` command does: BLAS's idle threads then
-# sleep soon instead of spinning, and the kernels get the second core (backend/cpu_threads.py)
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
-
 import numpy as np
 
 import tinygrad_attn as tga

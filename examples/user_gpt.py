@@ -93,10 +93,6 @@ def main(argv=None):
     from tinygrad_attn.data import corpus_splits, load_shakespeare
     from tinygrad_attn.tokenizers import CharTokenizer
 
-    # process settings a training script opts into (README, "How an op is built"); the kernels
-    # also take the second core when Python was started with OPENBLAS_THREAD_TIMEOUT=20
-    tga.keep_freed_host_memory()
-    tga.set_num_threads()
     tga.manual_seed(0)
     text = corpus_splits(load_shakespeare())[0][: 200_000 if args.quick else 2_000_000]
     tok = CharTokenizer.train(text)

@@ -27,7 +27,6 @@ import numpy as np
 
 import tinygrad_attn as tga
 from tinygrad_attn import checkpoint, distributed, optim
-from tinygrad_attn.backend.cpu_threads import SHORT_SPIN
 from tinygrad_attn.data import corpus_splits, load_shakespeare
 from tinygrad_attn.data.stream import SplitText, TextFile, encode_chunks, encode_to_file
 from tinygrad_attn.errors import DataError, DistributedError, TinygradAttnError
@@ -440,13 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def console() -> int:
-    """The `tinygrad-attn` program. OpenBLAS reads OPENBLAS_THREAD_TIMEOUT only when it loads,
-    which importing this module has done: when the variable is unset, the program starts itself
-    again, once, with it set, so that BLAS's idle threads leave the cores to the kernels'
-    (tinygrad_attn/backend/cpu_threads.py). Set the variable to keep a setting of your own."""
-    if "OPENBLAS_THREAD_TIMEOUT" not in os.environ and sys.executable and os.name == "posix":
-        os.environ["OPENBLAS_THREAD_TIMEOUT"] = SHORT_SPIN
-        os.execv(sys.executable, [sys.executable, "-m", "tinygrad_attn.models.cli", *sys.argv[1:]])
+    """The `tinygrad-attn` program: `main` in this process (the CPU backend sets its fast
+    process settings at first use, so nothing needs to be set before Python starts)."""
     return main()
 
 

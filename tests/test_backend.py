@@ -1,7 +1,10 @@
 """The backend contract (on every available device), device names and errors, the ops'
 contract as an abstract class that both backends implement, and the LossScaler.
 The named kernels are checked against the ops' Tensor-level backward in test_fast_backward.py."""
+import inspect
 import math
+import os
+import subprocess
 import sys
 import types
 
@@ -403,6 +406,8 @@ def test_a_block_that_maps_blocks_again_does_not_wait_on_itself(cpu_workers):
 @pytest.mark.parametrize("timeout, split", [(None, False), ("28", False), ("20", True), ("", False)])
 def test_kernels_go_to_threads_only_when_blas_threads_sleep_soon(monkeypatch, cpu_workers, timeout, split):
     # OpenBLAS's idle threads spin for ~0.1 s by default, on the cores our threads would use
+    from tinygrad_attn.backend import cpu_threads
+    monkeypatch.setattr(cpu_threads, "_spin_shortened", False)  # as if the backend had not shortened it
     if timeout is None:
         monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)
     else:
@@ -412,19 +417,51 @@ def test_kernels_go_to_threads_only_when_blas_threads_sleep_soon(monkeypatch, cp
     assert tga.set_num_threads(1) == 1 and cpu_workers.threads == 1
 
 
-def test_the_command_starts_itself_again_once_with_blas_threads_sleeping_soon(monkeypatch):
+SPIN_PROBE = """
+import time, numpy as np, tinygrad_attn as tga
+a = np.ones((512, 512), np.float32)
+def spun():  # CPU time of the process while its main thread sleeps right after a threaded product
+    a @ a; t = time.process_time(); time.sleep(0.05); return time.process_time() - t
+before = min(spun() for _ in range(3))
+tga.zeros(1)  # the CPU backend's first use
+after = min(spun() for _ in range(3))
+from tinygrad_attn.backend import cpu_threads
+print(before, after, cpu_threads.blas_threads_sleep_soon(), tga.get_backend("cpu").workers.threads)
+"""
+
+
+def _spin_probe(**env):
+    base = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_THREAD_TIMEOUT", "TINYGRAD_ATTN_PROCESS_SETTINGS")}
+    out = subprocess.run([sys.executable, "-c", SPIN_PROBE], capture_output=True, text=True, check=True,
+                         env=dict(base, OMP_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2", **env))
+    before, after, short, threads = out.stdout.split()
+    return float(before), float(after), short == "True", int(threads)
+
+
+def _openblas():
+    from threadpoolctl import threadpool_info
+    return [lib["internal_api"] for lib in threadpool_info() if lib["user_api"] == "blas"] == ["openblas"]
+
+
+@pytest.mark.skipif(not _openblas(), reason="the spin is OpenBLAS's; this NumPy uses another BLAS")
+def test_first_use_shortens_openblas_spin_with_no_variable_set():
+    # before: OpenBLAS's idle thread spins through the 50 ms sleep (~0.1 s by default); after: it sleeps
+    before, after, short, threads = _spin_probe()
+    assert short and threads == 2
+    assert after < 0.25 * before, (before, after)
+
+
+@pytest.mark.skipif(not _openblas(), reason="the spin is OpenBLAS's; this NumPy uses another BLAS")
+def test_opting_out_or_a_users_own_spin_leaves_openblas_as_it_loaded():
+    before, after, short, threads = _spin_probe(TINYGRAD_ATTN_PROCESS_SETTINGS="0")
+    assert not short and threads == 1 and after > 0.25 * before, (before, after)
+    before, after, short, threads = _spin_probe(OPENBLAS_THREAD_TIMEOUT="28")
+    assert not short and threads == 1 and after > 0.25 * before, (before, after)
+
+
+def test_the_command_runs_in_its_own_process():
     from tinygrad_attn.models import cli
-    calls = []
-    monkeypatch.setattr(cli.os, "execv", lambda path, args: calls.append((path, args)))
-    monkeypatch.setattr(cli, "main", lambda: "main ran")
-    monkeypatch.setattr(sys, "argv", ["tinygrad-attn", "train", "gpt"])
-    monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)
-    cli.console()
-    assert calls == [(sys.executable, [sys.executable, "-m", "tinygrad_attn.models.cli", "train", "gpt"])]
-    assert cli.os.environ["OPENBLAS_THREAD_TIMEOUT"] == "20"
-    calls.clear()
-    monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "28")  # the user's own setting is kept, and no restart
-    assert cli.console() == "main ran" and calls == []
+    assert "execv" not in inspect.getsource(cli.console)  # no restart: nothing to set before Python starts
 
 
 def test_blocks_cut_rows_evenly():

@@ -28,6 +28,15 @@ def test_cpu_backend_applies_the_settings_on_glibc():
 
 def test_opting_out_leaves_malloc_alone():
     assert _probe(**{host_memory.ENV_VAR: "0"}) == "False"
+    assert _probe(**{host_memory.SETTINGS_ENV_VAR: "0"}) == "False"  # the switch for every process setting
+
+
+def test_the_first_cpu_tensor_applies_the_settings_with_no_call():
+    code = ("import tinygrad_attn as tga; from tinygrad_attn.backend import host_memory as h; "
+            "before = h._applied; tga.zeros(1); print(before, h._applied)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True,
+                         env={k: v for k, v in os.environ.items() if not k.startswith("TINYGRAD_ATTN_")})
+    assert out.stdout.split() == ["None", str(_is_glibc())]
 
 
 def test_settings_are_accepted_by_glibc_and_refused_elsewhere():

@@ -4,6 +4,7 @@ in the process."""
 import ast
 import io
 import pathlib
+import os
 import subprocess
 import sys
 import tokenize
@@ -80,8 +81,9 @@ def test_library_code_reaches_the_backend_through_the_public_accessor():
 
 
 def test_import_changes_no_process_setting():
-    """Keeping freed host memory is opted into (keep_freed_host_memory), never done by import."""
-    code = ("import tinygrad_attn as tga, tinygrad_attn.backend.host_memory as h; tga.randn(3).sum(); "
-            "print(h._applied)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "None"
+    """Process-wide settings (malloc, OpenBLAS's spin) come with the CPU backend's first use, never with import."""
+    code = ("import tinygrad_attn as tga, tinygrad_attn.backend.host_memory as h, "
+            "tinygrad_attn.backend.cpu_threads as c; print(h._applied, c._spin_shortened)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"})
+    assert out.stdout.strip() == "None False"

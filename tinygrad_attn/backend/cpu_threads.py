@@ -6,9 +6,13 @@ OpenBLAS: after each threaded product its idle threads spin for 2^28 cycles (~0.
 the very cores our threads want. Measured here, two threads right after a product did a
 (2, 64K)-entry job in 1.49 ms against one thread's 1.27. With OPENBLAS_THREAD_TIMEOUT=20
 its threads go to sleep after 2^20 cycles (~0.4 ms), and the two threads took 0.74 ms
-against 1.02. OpenBLAS reads the variable once, when it loads (when NumPy is imported):
-the `tinygrad-attn` command and the benchmarks set it; in your own script, set it in the
-environment that starts Python. Without it, the blocks stay on the calling thread.
+against 1.02. OpenBLAS reads the variable when it loads (when NumPy is imported), and again
+when `openblas_read_env` is called; its threads take the new value when they are started
+again (`blas_thread_shutdown_`; the next threaded product starts them). So the CPU backend
+sets the short spin at its first use, in any program, with no variable to set before Python
+starts (`shorten_openblas_spin`). A value of OPENBLAS_THREAD_TIMEOUT of your own is kept;
+TINYGRAD_ATTN_PROCESS_SETTINGS=0 leaves OpenBLAS as it loaded. Where the spin stays long
+(another BLAS, an OpenBLAS without those functions), the blocks stay on the calling thread.
 
 While attention's blocks run on several threads, BLAS is held to one: its products are
 small (T x T x head_dim per head), and two of our threads call BLAS at once.
@@ -16,6 +20,7 @@ small (T x T x head_dim per head), and two of our threads call BLAS at once.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -36,14 +41,47 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
+_spin_shortened = False  # set by shorten_openblas_spin: the short spin is in effect though the variable is unset
+
+
+def _blas_libraries():
+    from threadpoolctl import threadpool_info
+    return [lib for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
 def blas_threads_sleep_soon() -> bool:
     """Whether BLAS is OpenBLAS and its idle threads sleep within ~2^22 cycles (~1.5 ms),
     leaving the cores to us (another BLAS, such as MKL, has its own spin settings)."""
     value = os.environ.get("OPENBLAS_THREAD_TIMEOUT", "")
-    if not (value.isdigit() and int(value) <= 22):
+    if not (_spin_shortened or (value.isdigit() and int(value) <= 22)):
         return False
-    from threadpoolctl import threadpool_info
-    return all(lib["internal_api"] == "openblas" for lib in threadpool_info() if lib["user_api"] == "blas")
+    return all(lib["internal_api"] == "openblas" for lib in _blas_libraries())
+
+
+def shorten_openblas_spin() -> bool:
+    """Give OpenBLAS's idle threads the short spin now, unless OPENBLAS_THREAD_TIMEOUT is set
+    (the user's choice). True if the short spin is in effect after the call."""
+    global _spin_shortened
+    if "OPENBLAS_THREAD_TIMEOUT" in os.environ or _spin_shortened:
+        return blas_threads_sleep_soon()
+    libraries = _blas_libraries()
+    if not libraries or any(lib["internal_api"] != "openblas" for lib in libraries):
+        return False
+    try:
+        handles = [ctypes.CDLL(lib["filepath"]) for lib in libraries]
+        calls = [(h.openblas_read_env, h.blas_thread_shutdown_) for h in handles]
+    except (OSError, AttributeError):  # an OpenBLAS without them: its spin stays as it loaded
+        return False
+    # the variable is set only while OpenBLAS reads it: child processes inherit nothing
+    os.environ["OPENBLAS_THREAD_TIMEOUT"] = SHORT_SPIN
+    try:
+        for read_env, shutdown in calls:
+            read_env()
+            shutdown()  # its threads start again at the next threaded product, with the new spin
+    finally:
+        del os.environ["OPENBLAS_THREAD_TIMEOUT"]
+    _spin_shortened = True
+    return True
 
 
 class BlockThreads:

@@ -12,10 +12,11 @@ its peak step for the next one, as a caching allocator does. Peak memory is unch
 (the peak step needed it anyway); memory is only returned when the process ends.
 
 It changes the allocator of the whole process, so it is never a side effect of
-`import`: the trainer, the command line and the benchmarks call
-`tinygrad_attn.keep_freed_host_memory()`, and a library user may too. The environment
-variable TINYGRAD_ATTN_KEEP_HOST_MEMORY=0 turns the call into a no-op. Elsewhere than
-glibc (macOS, musl) it does nothing.
+`import`: the CPU backend applies it at its first use (the first CPU tensor), so that a
+user's own script is as fast as the trainer. TINYGRAD_ATTN_PROCESS_SETTINGS=0 opts out of
+every process-wide setting (this one and OpenBLAS's spin, cpu_threads.py);
+TINYGRAD_ATTN_KEEP_HOST_MEMORY=0 of this one alone. Elsewhere than glibc (macOS, musl) it
+does nothing.
 """
 from __future__ import annotations
 
@@ -28,7 +29,12 @@ _M_MMAP_MAX = -4
 _NEVER_TRIM = 2**31 - 1  # the largest int mallopt takes: keep up to 2 GiB of free heap top
 
 ENV_VAR = "TINYGRAD_ATTN_KEEP_HOST_MEMORY"
+SETTINGS_ENV_VAR = "TINYGRAD_ATTN_PROCESS_SETTINGS"  # =0: the backend changes no process-wide setting
 _applied: bool | None = None
+
+
+def process_settings_allowed() -> bool:
+    return os.environ.get(SETTINGS_ENV_VAR, "1") != "0"
 
 
 def keep_freed_host_memory() -> bool:
@@ -38,7 +44,8 @@ def keep_freed_host_memory() -> bool:
     """
     global _applied
     if _applied is None:
-        _applied = os.environ.get(ENV_VAR, "1") != "0" and _set_glibc_malloc_options()
+        _applied = (os.environ.get(ENV_VAR, "1") != "0" and process_settings_allowed()
+                    and _set_glibc_malloc_options())
     return _applied
 
 

@@ -21,7 +21,8 @@ import numpy as np
 
 from .array_kernels import ArrayKernels
 from .contract import Backend
-from .cpu_threads import BlockThreads, blas_threads_sleep_soon, default_threads
+from .cpu_threads import BlockThreads, blas_threads_sleep_soon, default_threads, shorten_openblas_spin
+from .host_memory import keep_freed_host_memory, process_settings_allowed
 
 _BLOCK_ELEMENTS = 1 << 17  # a row-independent kernel runs on blocks of about this many entries
 
@@ -35,6 +36,12 @@ class NumpyBackend(ArrayKernels, Backend):
         self.rng = np.random.default_rng()
         self._erf = np.vectorize(math.erf, otypes=[np.float64])
         self.workers = BlockThreads()
+        # speed by default: a user's own script gets what the trainer gets, at the backend's
+        # first use (never at import); TINYGRAD_ATTN_PROCESS_SETTINGS=0 opts out of both
+        if process_settings_allowed():
+            keep_freed_host_memory()
+            shorten_openblas_spin()
+        self.workers.threads = default_threads() if blas_threads_sleep_soon() else 1
 
     def set_num_threads(self, n: int | None = None) -> int:
         """Let BLAS (the matrix products) use `n` threads, for the whole process (default:
