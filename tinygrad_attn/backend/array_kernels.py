@@ -35,6 +35,21 @@ def sorted_runs(xp, ids):
     return order, sorted_ids, heads
 
 
+def picked_rows(xp, target, index, mode="raise"):
+    """(target's rows, row ids) when `index` picks rows of a contiguous target with integer
+    arrays (x[ids], or x[rows, cols]: rows of the flattened leading axes, negative ids
+    wrapped), else None. `mode` is ravel_multi_index's for ids out of range ("wrap" on a
+    GPU, where "raise" would read the ids on the host)."""
+    index = index[0] if isinstance(index, tuple) and len(index) == 1 else index
+    arrays = index if isinstance(index, tuple) else (index,)
+    if not (target.flags.c_contiguous and all(isinstance(i, xp.ndarray) and i.dtype.kind in "iu" for i in arrays)):
+        return None
+    lead = target.shape[:len(arrays)]
+    picked = [xp.where(i < 0, i + n, i) for i, n in zip(xp.broadcast_arrays(*arrays), lead)]
+    flat_ids = picked[0] if len(arrays) == 1 else xp.ravel_multi_index(tuple(picked), lead, mode=mode)
+    return target.reshape((-1,) + target.shape[len(arrays):]), flat_ids
+
+
 class ArrayKernels:
     """Mixin: the kernels of `Backend` on `self.xp`, using the backend's row/column sums."""
 

@@ -6,7 +6,7 @@ dtypes and axis at hand, and array_kernels.py's array code otherwise.
 import numpy as np
 
 from ..errors import DeviceError
-from .array_kernels import ArrayKernels
+from .array_kernels import ArrayKernels, picked_rows
 from .contract import Backend
 
 INSTALL_HINT = ("install the GPU extra that matches the driver's CUDA (nvidia-smi): pip install 'tinygrad_attn[gpu]' "
@@ -66,18 +66,9 @@ class CupyBackend(ArrayKernels, Backend):
         of equal ids), so two identical steps give the same bits; anything else (slices mixed
         with arrays) goes through CuPy's atomic add.at."""
         xp = self.xp
-        index = index[0] if isinstance(index, tuple) and len(index) == 1 else index
-        arrays = index if isinstance(index, tuple) else (index,)
-        rows_picked = all(isinstance(i, xp.ndarray) and i.dtype.kind in "iu" for i in arrays)
-        if (rows_picked and self.cuda_kernels is not None and target.flags.c_contiguous
-                and self.cuda_kernels.supports(target)):
-            lead = target.shape[:len(arrays)]
-            if len(arrays) == 1:
-                flat_ids = arrays[0]
-            else:  # x[rows, cols]: rows of the flattened leading axes (negative ids wrap first)
-                picked = [xp.where(i < 0, i + n, i) for i, n in zip(xp.broadcast_arrays(*arrays), lead)]
-                flat_ids = xp.ravel_multi_index(tuple(picked), lead, mode="wrap")
-            self.cuda_kernels.scatter_add_rows(target.reshape((-1,) + target.shape[len(arrays):]), flat_ids, values)
+        rows = picked_rows(xp, target, index, mode="wrap")
+        if rows is not None and self.cuda_kernels is not None and self.cuda_kernels.supports(target):
+            self.cuda_kernels.scatter_add_rows(*rows, values)
             return
         xp.add.at(target, index, values)  # cupyx.scatter_add is deprecated in CuPy 14
 

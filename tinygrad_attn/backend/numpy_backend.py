@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from .array_kernels import ArrayKernels
+from .array_kernels import ArrayKernels, picked_rows, sorted_runs
 from .contract import Backend
 from .cpu_threads import BlockThreads, blas_threads_sleep_soon, default_threads, shorten_openblas_spin
 from .host_memory import keep_freed_host_memory, process_settings_allowed
@@ -71,27 +71,15 @@ class NumpyBackend(ArrayKernels, Backend):
     @staticmethod
     def scatter_add(target, index, values) -> None:
         """target[index] += values, repeated indices accumulating."""
-        if isinstance(index, tuple) and len(index) == 1:
-            index = index[0]
-        if (isinstance(index, tuple) and target.flags.c_contiguous
-                and all(isinstance(i, np.ndarray) and i.dtype.kind in "iu" for i in index)):
-            # several integer arrays (x[rows, cols]) pick rows of the flattened leading axes:
-            # the one-array path below then applies
-            lead = target.shape[:len(index)]
-            picked = [np.where(i < 0, i + n, i) for i, n in zip(np.broadcast_arrays(*index), lead)]
-            flat_rows = np.ravel_multi_index(picked, lead)
-            NumpyBackend.scatter_add(target.reshape((-1,) + target.shape[len(index):]), flat_rows, values)
-            return
-        if isinstance(index, np.ndarray) and index.dtype.kind in "iu" and index.size:
-            # rows picked by one integer array (embedding gradients): sorting the ids and
-            # summing runs with reduceat is ~5x faster than np.add.at
-            ids = index.reshape(-1)
-            ids = np.where(ids < 0, ids + target.shape[0], ids)  # -1 and n-1 are the same row
-            rows = values.reshape((ids.size,) + target.shape[1:])
-            order = np.argsort(ids, kind="stable")
-            sorted_ids = ids[order]
-            starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
-            target[sorted_ids[starts]] += np.add.reduceat(rows[order], starts, axis=0)
+        rows = picked_rows(np, target, index)
+        if rows is not None and rows[1].size:
+            # rows picked by integer arrays (embedding gradients): sorting the ids and summing
+            # runs with reduceat is ~5x faster than np.add.at
+            target_rows, ids = rows[0], rows[1].reshape(-1)
+            order, sorted_ids, heads = sorted_runs(np, ids)
+            starts = np.flatnonzero(heads)
+            picked = values.reshape((ids.size,) + target_rows.shape[1:])
+            target_rows[sorted_ids[starts]] += np.add.reduceat(picked[order], starts, axis=0)
             return
         np.add.at(target, index, values)
 
