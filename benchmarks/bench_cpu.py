@@ -15,6 +15,10 @@ it: attention through F.scaled_dot_product_attention (benchmarks/torch_reference
   F  nanoGPT's CPU recipe (README: char vocabulary, T=64, batch 12, 4 layers, 4 heads,
      d=128, AdamW, clip 1.0): models.decoder.GPT against nanoGPT's model.py when
      --nanogpt points at a checkout of it, else against torch_reference's decoder
+  G  E as a user runs it: the worker gets no thread variable (OMP/OPENBLAS/MKL_NUM_THREADS)
+     and PyTorch no set_num_threads, so each framework runs with its own defaults
+  H  the tiny step: E's model at d=64, 4 heads, 6 layers, T=32, batch 2, one thread, where
+     the arithmetic is negligible and the step is the frameworks' per-op host cost
 
 Each (framework, case) runs in a fresh worker process; rounds alternate between the
 frameworks (who goes first rotates) so that both see the same machine noise. Reported:
@@ -41,12 +45,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 SIZES = dict(vocab=256, d=128, h=4, layers=4, seq_len=128, batch=32)
 NANOGPT_SIZES = dict(vocab=85, d=128, h=4, layers=4, seq_len=64, batch=12)
-CASES = {"A": "gpt", "B": "mlm", "C": "mha", "D": "chain", "E": "user_gpt", "F": "nanogpt"}
-MODEL_CASES = ("gpt", "mlm", "mha", "user_gpt", "nanogpt")
+TINY_SIZES = dict(vocab=256, d=64, h=4, layers=6, seq_len=32, batch=2)
+CASES = {"A": "gpt", "B": "mlm", "C": "mha", "D": "chain", "E": "user_gpt", "F": "nanogpt",
+         "G": "user_gpt_as_run", "H": "tiny"}
+MODEL_CASES = ("gpt", "mlm", "mha", "user_gpt", "nanogpt", "user_gpt_as_run", "tiny")
+MODEL_OF_CASE = {"user_gpt_as_run": "user_gpt", "tiny": "user_gpt"}  # G and H time E's model
+THREADS_OF_CASE = {"tiny": 1, "user_gpt_as_run": None}  # None: the framework's own default
 
 
 def _sizes(case):
-    return NANOGPT_SIZES if case == "nanogpt" else SIZES
+    return {"nanogpt": NANOGPT_SIZES, "tiny": TINY_SIZES}.get(case, SIZES)
+
+
+def _threads(case, threads):
+    return THREADS_OF_CASE.get(case, threads)
 
 
 def _status_mb(field: str) -> float:
@@ -82,18 +94,19 @@ def _ours(case):
     tga.manual_seed(0)
     if case == "chain":
         return make_chain(1000, 16)
-    return make_step(case, **_sizes(case))
+    return make_step(MODEL_OF_CASE.get(case, case), **_sizes(case))
 
 
 def _torch(case, threads):
     import torch
-    torch.set_num_threads(threads)
+    if threads is not None:
+        torch.set_num_threads(threads)
     from benchmarks.torch_reference import make_chain, make_step, nanogpt_step
     if case == "chain":
         return make_chain(1000, 16)
     if case == "nanogpt" and os.environ.get("NANOGPT_DIR"):
         return nanogpt_step(os.environ["NANOGPT_DIR"], **_sizes(case))
-    return make_step(case, **_sizes(case))
+    return make_step(MODEL_OF_CASE.get(case, case), **_sizes(case))
 
 
 def _floor(case, framework="numpy"):
@@ -135,7 +148,8 @@ def worker(framework, case, steps, threads):
         step = _torch(case, threads)
     elif framework == "torch_floor":
         import torch
-        torch.set_num_threads(threads)
+        if threads is not None:
+            torch.set_num_threads(threads)
         step = _floor(case, "torch")
     else:
         step = _floor(case)
@@ -156,9 +170,15 @@ def _blas_spin() -> str:
     return os.environ.get("OPENBLAS_THREAD_TIMEOUT", "unset (the backend's choice)")
 
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 def _run_worker(framework, case, steps, threads):
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    out = subprocess.run([sys.executable, __file__, "--worker", framework, case, str(steps), str(threads)],
+    threads = _threads(case, threads)
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}
+    if threads is not None:
+        env.update({k: str(threads) for k in THREAD_VARIABLES})
+    out = subprocess.run([sys.executable, __file__, "--worker", framework, case, str(steps), str(threads or 0)],
                          capture_output=True, text=True, env=env, cwd=ROOT)
     if out.returncode != 0:
         raise RuntimeError(f"{framework}/{case} worker failed:\n{out.stderr[-2000:]}")
@@ -193,7 +213,8 @@ def main(argv=None):
                 slot["times"] += r["times"]
                 slot["rounds"].append(statistics.median(r["times"]))
                 slot["rss"].append(r["peak_rss_mb"])
-    print(f"\nmachine: {_cpu_model()} ({os.uname().machine}), {os.cpu_count()} cores, threads={args.threads}, "
+    print(f"\nmachine: {_cpu_model()} ({os.uname().machine}), {os.cpu_count()} cores, threads={args.threads} "
+          f"(G: each framework's default, H: 1), "
           f"OPENBLAS_THREAD_TIMEOUT={_blas_spin()}, "
           f"date {time.strftime('%Y-%m-%d')}; case F's PyTorch side: "
           f"{'nanoGPT model.py' if os.environ.get('NANOGPT_DIR') else 'torch_reference decoder'}\n")
@@ -240,6 +261,6 @@ def main(argv=None):
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        worker(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+        worker(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]) or None)
     else:
         main()
