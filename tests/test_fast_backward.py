@@ -36,7 +36,8 @@ def _agree(fn, *inputs, rtol=1e-9, atol=1e-11):
 
 # The ops with a fast backward, and the test that covers each: a new one must join the list.
 COVERED = {ops_nn.Softmax, ops_nn.LogSoftmax, ops_nn.CrossEntropy, ops_nn.LayerNorm,
-           elementwise.GeluTanh, attention.Attention, ops_shape.GetItem, linalg.Linear}
+           elementwise.GeluTanh, attention.Attention, ops_shape.GetItem, linalg.Linear, linalg.MatMul,
+           ops_shape.Reshape, ops_shape.Permute}
 
 
 def _subclasses(cls):
@@ -124,6 +125,29 @@ def test_attention(device, data, batch, tq, tk, d, kind, shared_kv):
     dropout = 0.4 if kind == "dropout" else 0.0
     _agree(lambda a, b, c: F.scaled_dot_product_attention(a, b, c, attn_mask=mask, is_causal=kind == "causal",
                                                           dropout_p=dropout), q, k, v)
+
+
+# (a's shape, b's shape): plain, a batch against a matrix (one GEMM), a matrix against a
+# batch, batch axes that broadcast both ways
+MATMUL_SHAPES = [((3, 4), (4, 2)), ((2, 3, 4), (4, 2)), ((3, 4), (2, 4, 5)), ((2, 1, 3, 4), (3, 4, 2)),
+                 ((1, 3, 4), (2, 4, 1))]
+
+
+@fixture_ok
+@given(data=st.data(), pair=st.sampled_from(MATMUL_SHAPES), grads=st.sampled_from(["a", "b", "both"]))
+def test_matmul(device, data, pair, grads):
+    a = T(data.draw(arrays(pair[0]), label="a"), device, grad=grads != "b")
+    b = T(data.draw(arrays(pair[1]), label="b"), device, grad=grads != "a")
+    _agree(lambda *_: a @ b, *[t for t in (a, b) if t.requires_grad])
+
+
+@fixture_ok
+@given(data=st.data(), shape=shapes(min_dims=1, max_dims=4, max_side=4))
+def test_reshape_and_permute(device, data, shape):
+    x = T(data.draw(arrays(shape), label="x"), device)
+    axes = data.draw(st.permutations(range(len(shape))), label="axes")
+    # a permuted (strided) view reshaped: the gradient goes back through both
+    _agree(lambda t: (t.permute(*axes) * 2).reshape(-1).reshape(tuple(reversed(shape))), x)
 
 
 INDICES = [np.s_[1:3], np.s_[:, 0], np.s_[..., ::2], np.s_[None, 1], np.s_[[0, 2, 0]], np.s_[:, [1, 1, 0]],

@@ -69,8 +69,8 @@ def test_the_engine_never_imports_the_library(path):
 def test_the_backend_imports_nothing_above_it(path):
     for name in _imported_modules(path):
         if name.startswith("tinygrad_attn."):
-            # errors and dtypes (the promotion rules) import nothing of the package: a floor below the backend
-            assert name.startswith(("tinygrad_attn.backend", "tinygrad_attn.errors", "tinygrad_attn.dtypes")), \
+            # errors, dtypes (the promotion rules) and shapes import nothing of the package: a floor below the backend
+            assert name.startswith(("tinygrad_attn.backend", "tinygrad_attn.errors", "tinygrad_attn.dtypes", "tinygrad_attn.shapes")), \
                 f"backend/{path.name} imports {name}"
 
 

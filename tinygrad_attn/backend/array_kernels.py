@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from ..dtypes import is_half
+from ..shapes import broadcast_shape
 
 GELU_K0 = math.sqrt(2.0 / math.pi)
 GELU_K1 = 0.044715
@@ -271,6 +272,6 @@ class ArrayKernels:
     def _matmul_like(self, a, b, like):
         """a @ b, written into an array laid out like `like` when the product has its shape."""
         xp = self.xp
-        shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
+        shape = broadcast_shape(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
         out = xp.empty_like(like) if shape == like.shape and a.dtype == like.dtype else None
         return xp.matmul(a, b, out=out)

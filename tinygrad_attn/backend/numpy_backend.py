@@ -19,12 +19,14 @@ import math
 
 import numpy as np
 
+from ..shapes import broadcast_shape
 from .array_kernels import ArrayKernels, picked_rows, sorted_runs
 from .contract import Backend
 from .cpu_threads import BlockThreads, blas_threads_sleep_soon, default_threads, shorten_openblas_spin
 from .host_memory import keep_freed_host_memory, process_settings_allowed
 
 _BLOCK_ELEMENTS = 1 << 17  # a row-independent kernel runs on blocks of about this many entries
+_SHORT_ROW = 32  # rows this short are reduced down the columns of a transposed copy (row_max)
 
 
 class NumpyBackend(ArrayKernels, Backend):
@@ -105,7 +107,12 @@ class NumpyBackend(ArrayKernels, Backend):
     def row_max(a):
         # fmax skips NaN where max propagates it; a row with a NaN is NaN after the exp and
         # sum either way, and fmax's loop over short rows is twice as fast (48 vs 95 us for
-        # one batch item's (512, 128) attention scores)
+        # one batch item's (512, 128) attention scores). NumPy pays per row, so rows of 32 or
+        # fewer are transposed first and reduced column by column, one SIMD pass per column:
+        # 5.9 against 15.9 us for 256 rows of 32, the same maxima
+        if a.ndim >= 2 and 1 < a.shape[-1] <= _SHORT_ROW and a.size >= 2 * _SHORT_ROW:
+            columns = np.ascontiguousarray(a.reshape(-1, a.shape[-1]).T)
+            return np.fmax.reduce(columns, axis=0).reshape(a.shape[:-1] + (1,))
         return np.fmax.reduce(a, axis=-1, keepdims=True)
 
     @staticmethod
@@ -249,7 +256,7 @@ def _per_item(q, k, v, mask, keep):
     n, ndim = q.shape[0], q.ndim
     if ndim < 3 or k.ndim != ndim or v.ndim != ndim or k.shape[0] != n or v.shape[0] != n:
         return None
-    batch = np.broadcast_shapes(*(a.shape[:-2] for a in (q, k, v, mask, keep) if a is not None and a.ndim >= 2))
+    batch = broadcast_shape(*(a.shape[:-2] for a in (q, k, v, mask, keep) if a is not None and a.ndim >= 2))
     if batch != q.shape[:-2]:
         return None  # k, v or a mask with batch axes q lacks: the output is larger than q
     return lambda a, sl: _item(a, sl, ndim)

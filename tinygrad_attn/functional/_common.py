@@ -9,6 +9,7 @@ import numpy as np
 from ..errors import DeviceError, DTypeError, GraphError, ShapeError
 from ..dtypes import DEFAULT_FLOAT, float_dtype, is_float, result_dtype
 from ..ops import convert as C
+from ..shapes import broadcast_shape
 from ..tensor import Tensor
 
 # Python-number operands become constant tensors; the same few numbers (0.5, 1, eps, ...)
@@ -141,7 +142,7 @@ def _bool_mask(op, t, mask):
 def require_broadcast(op, what, shape, target_what, target_shape) -> None:
     """A ShapeError naming the op and both shapes unless `shape` broadcasts to `target_shape`."""
     try:
-        np.broadcast_shapes(tuple(shape), tuple(target_shape))
+        broadcast_shape(shape, target_shape)
     except ValueError:
         raise ShapeError(f"{op}: {what} of shape {tuple(shape)} does not broadcast to "
                          f"{target_what} {tuple(target_shape)}") from None

@@ -6,6 +6,7 @@ import numpy as np
 
 from ..errors import DTypeError, ShapeError
 from ..ops import shape as S
+from ..shapes import broadcast_shape
 from ..tensor import Tensor
 from ._common import _array_on, _as_dtype, _axis, _bool_mask
 from .elementwise import masked_fill
@@ -56,7 +57,7 @@ def scatter(x, axis, index, src):
 def masked_select(x, mask):
     """The entries of x where the boolean mask (broadcasting to x) is True, as a 1-D tensor."""
     m = _bool_mask("masked_select", x, mask)
-    shape = np.broadcast_shapes(x.shape, m.shape)
+    shape = broadcast_shape(x.shape, m.shape)
     if shape != x.shape:
         x = x.expand(shape)
     return getitem(x, x.backend.xp.broadcast_to(m, shape))

@@ -1,11 +1,11 @@
 """Linear algebra: matmul (NumPy's rules for 1-D operands and batch dims) and linear."""
 from __future__ import annotations
 
-import numpy as np
 
 from ..dtypes import is_float
 from ..errors import DTypeError, ShapeError
 from ..ops import linalg as L
+from ..shapes import broadcast_shape
 from ..tensor import Tensor
 from ._common import _pair
 
@@ -33,7 +33,7 @@ def matmul(a, b):
         which = "b.shape[-2]" if b.ndim > 1 else "b.shape[0]"
         raise ShapeError(f"matmul: cannot multiply shapes {a.shape} and {b.shape}: a.shape[-1]={k_a} but {which}={k_b}")
     try:
-        np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        broadcast_shape(a.shape[:-2], b.shape[:-2])
     except ValueError:
         raise ShapeError(f"matmul: batch dims of {a.shape} and {b.shape} cannot be broadcast together") from None
     if a.ndim == 1 and b.ndim == 1:

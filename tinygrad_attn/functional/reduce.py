@@ -6,6 +6,7 @@ import numpy as np
 from ..dtypes import is_half
 from ..errors import ShapeError
 from ..ops import reduce as R
+from ..shapes import size_of
 from ..tensor import Tensor
 from ._common import _axes
 from .convert import cast
@@ -17,7 +18,7 @@ def sum(x, axis=None, keepdims=False, dim=None):
 
 def mean(x, axis=None, keepdims=False, dim=None):
     axes = _axes("mean", axis, dim, x.ndim)
-    count = int(np.prod([x.shape[a] for a in axes])) if axes else 1
+    count = size_of(x.shape[a] for a in axes)
     if count == 0:
         raise ShapeError(f"mean: reducing axes {axes} of shape {x.shape} would average over no elements")
     if is_half(x.dtype):  # the sum of a float16 row overflows long before its mean does
@@ -44,7 +45,7 @@ def min(x, axis=None, keepdims=False, dim=None):
 def var(x, axis=None, keepdims=False, ddof=0, dim=None):
     """Variance over axes with `ddof` (0: population, 1: sample)."""
     axes = _axes("var", axis, dim, x.ndim)
-    count = int(np.prod([x.shape[a] for a in axes])) if axes else 1
+    count = size_of(x.shape[a] for a in axes)
     if count - ddof <= 0:
         raise ShapeError(f"var: {count} elements over axes {axes} with ddof={ddof} leave no degrees of freedom")
     if is_half(x.dtype):  # squares of float16 overflow: the statistics are taken in float32

@@ -10,6 +10,7 @@ import numpy as np
 from ..errors import DTypeError, ShapeError
 from ..ops import nn as N
 from ..ops import shape as S
+from ..shapes import size_of
 from ..tensor import Tensor
 from ._common import _array_on, _axes, _axis
 
@@ -25,7 +26,7 @@ def reshape(x, *shape):
     known = [n for n in shape if n != -1]
     if shape.count(-1) > 1:
         raise ShapeError(f"reshape: only one dimension can be -1, got {shape}")
-    size = int(np.prod(known)) if known else 1
+    size = size_of(known)
     if -1 in shape:
         if size == 0 or x.size % size:
             raise ShapeError(f"reshape: cannot reshape a tensor of shape {x.shape} ({x.size} elements) into {shape}")

@@ -3,12 +3,16 @@ from ..autograd import Function
 from .reduce import array_sum
 
 
+def product(backend, a, b):
+    """a @ b of arrays; (..., K) @ (K, N) as one large GEMM instead of a loop of small ones."""
+    if a.ndim > 2 and b.ndim == 2:
+        return backend.matmul(a.reshape(-1, a.shape[-1]), b).reshape(a.shape[:-1] + b.shape[-1:])
+    return backend.matmul(a, b)
+
+
 class MatMul(Function):
     def forward(self, a, b):
-        if a.ndim > 2 and b.ndim == 2:
-            # (..., K) @ (K, N) as one large GEMM instead of a loop of small ones
-            return self.backend.matmul(a.reshape(-1, a.shape[-1]), b).reshape(a.shape[:-1] + b.shape[-1:])
-        return self.backend.matmul(a, b)
+        return product(self.backend, a, b)
 
     def backward(self, g):
         a, b = self.inputs
@@ -20,6 +24,18 @@ class MatMul(Function):
             gb = a.reshape(-1, a.shape[-1]).swapaxes(0, 1) @ g.reshape(-1, g.shape[-1])
         else:
             gb = a.swapaxes(-1, -2) @ g
+        return ga, gb
+
+    def fast_backward(self, g):
+        # the products above on arrays (the walk sums broadcast batch axes back, as for backward)
+        a, b = self.inputs
+        ga = product(self.backend, g, b.data.swapaxes(-1, -2)) if a.requires_grad else None
+        if not b.requires_grad:
+            gb = None
+        elif a.ndim > 2 and b.ndim == 2:
+            gb = self.backend.matmul(a.data.reshape(-1, a.shape[-1]).T, g.reshape(-1, g.shape[-1]))
+        else:
+            gb = product(self.backend, a.data.swapaxes(-1, -2), g)
         return ga, gb
 
 

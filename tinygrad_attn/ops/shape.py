@@ -9,17 +9,27 @@ class Reshape(Function):
     def backward(self, g):
         return (g.reshape(self.inputs[0].shape),)
 
+    def fast_backward(self, g):
+        # the same view on the array: a step reshapes ~50 times, and a Tensor op costs ~8 us more
+        return (g.reshape(self.inputs[0].shape),)
+
 
 class Permute(Function):
     def forward(self, a, axes):
         self.axes = axes
         return self.xp.transpose(a, axes)
 
-    def backward(self, g):
+    def _inverse(self):
         inverse = [0] * len(self.axes)
         for i, ax in enumerate(self.axes):
             inverse[ax] = i
-        return (g.permute(*inverse),)
+        return inverse
+
+    def backward(self, g):
+        return (g.permute(*self._inverse()),)
+
+    def fast_backward(self, g):
+        return (self.xp.transpose(g, self._inverse()),)
 
 
 class Expand(Function):
