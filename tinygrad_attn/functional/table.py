@@ -359,6 +359,10 @@ def _table():
         Op("sdpa_float_mask", lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=constant(q, ref.FLOAT_MASK)),
            lambda q, k, v: ref.attention(q, k, v, float_mask=ref.FLOAT_MASK), AT, (ANY, ANY, ANY),
            _fixed((3, 4), (3, 4), (3, 2)), api="scaled_dot_product_attention", method=False),
+        Op("sdpa_learned_bias", lambda q, k, v, bias: F.scaled_dot_product_attention(q, k, v, attn_mask=bias, is_causal=True),
+           lambda q, k, v, bias: ref.attention(q, k, v, causal=True, float_mask=bias), AT, (ANY,) * 4,
+           _fixed((2, 3, 4), (2, 3, 4), (2, 3, 2), (3, 3)), layout_shapes=((2, 3, 4), (2, 3, 4), (2, 3, 2), (1, 3)),
+           api="scaled_dot_product_attention", method=False),
     ]
 
 
