@@ -1,7 +1,7 @@
 """The ops a PyTorch user missed (issue 23), beyond what the op table checks for every op: the
 Tensor operators & | ^ << >> and their errors on floats, cummax/cummin's indices and where their
 gradient goes at ties, unfold as a view and its errors, copysign's signed zeros, isclose and
-std_mean's arguments."""
+std_mean's arguments, and pad's modes and negative widths (worked examples and errors)."""
 import numpy as np
 import pytest
 
@@ -163,3 +163,52 @@ def test_unfold_and_matmul_make_a_one_dimensional_convolution():
     signal, kernel = rng.standard_normal(9), rng.standard_normal(3)
     out = tga.tensor(signal).unfold(0, 3, 1) @ tga.tensor(kernel)
     close(out, np.correlate(signal, kernel, mode="valid"))
+
+
+ROW = np.array([[1.0, 2.0, 3.0, 4.0]])
+
+
+@pytest.mark.parametrize("widths, mode, expected", [
+    ((2, 2), "reflect", [3, 2, 1, 2, 3, 4, 3, 2]),  # mirrored about the edge, which is not repeated
+    ((2, 1), "replicate", [1, 1, 1, 2, 3, 4, 4]),
+    ((2, 3), "circular", [3, 4, 1, 2, 3, 4, 1, 2, 3]),
+    ((1, 1), "constant", [0, 1, 2, 3, 4, 0]),
+    ((-1, 2), "constant", [2, 3, 4, 0, 0]),  # negative widths crop ...
+    ((-1, -2), "reflect", [2]),
+    ((-1, 2), "circular", [2, 3, 4, 2, 3]),  # ... and the modes then read the cropped row, as in PyTorch
+    ((2, -1), "reflect", [3, 2, 1, 2, 3]),
+    ((-2, 1), "replicate", [3, 4, 4]),
+])
+def test_pad_modes_and_negative_widths_worked_examples(device, widths, mode, expected):
+    out = F.pad(tga.Tensor(ROW, device=device), widths, mode=mode)
+    np.testing.assert_array_equal(out.numpy(), [expected])
+
+
+def test_pad_gradient_sums_every_copy_back_to_its_source():
+    x = T(ROW, "cpu")
+    F.pad(x, (3, 2), mode="reflect").sum().backward()  # [4 3 2] 1 2 3 4 [3 2]
+    np.testing.assert_array_equal(x.grad.numpy(), [[1, 3, 3, 2]])
+    x = T(np.arange(6.0).reshape(2, 3), "cpu")
+    gradgradcheck(lambda t: F.pad(t, (1, 2, -1, 1), mode="circular") ** 2, x)
+    gradgradcheck(lambda t: F.pad(t, (2, -1, 1, 1), mode="replicate") ** 2, x)
+
+
+def test_pad_errors_say_what_the_mode_allows():
+    x = tga.tensor(ROW)
+    with pytest.raises(tga.ShapeError, match=r"reflect widths \(4, 0\) must be smaller than axis 1's size 4"):
+        F.pad(x, (4, 0), mode="reflect")
+    with pytest.raises(tga.ShapeError, match=r"reflect widths \(0, 2\) must be smaller than axis 1's size 2"):
+        F.pad(x, (-2, 2), mode="reflect")  # the size after cropping counts
+    with pytest.raises(tga.ShapeError, match="circular widths .* more than once"):
+        F.pad(x, (5, 0), mode="circular")
+    with pytest.raises(tga.ShapeError, match=r"widths \(-3, -2\) crop more than axis 1"):
+        F.pad(x, (-3, -2))
+    with pytest.raises(tga.ShapeError, match="replicate has no edge"):
+        F.pad(F.pad(x, (-2, -2)), (1, 0), mode="replicate")
+    with pytest.raises(ValueError, match="mode must be one of constant, reflect, replicate, circular; got 'edge'"):
+        F.pad(x, (1, 1), mode="edge")
+    with pytest.raises(ValueError, match="mode 'reflect' takes no value"):
+        F.pad(x, (1, 1), mode="reflect", value=2.0)
+    with pytest.raises(tga.ShapeError, match="even number of widths"):
+        F.pad(x, (1, 1, 1))
+    assert F.pad(x, (-2, -2)).shape == (1, 0)  # cropping to nothing is allowed

@@ -327,6 +327,8 @@ def _table():
         Op("triu", F.triu, lambda x, diagonal: np.triu(x, diagonal), S, shapes=_matrices, params=_diagonal_param),
         Op("flip", F.flip, lambda x, axis: np.flip(x, axis), S, params=lambda d, s: _axis_param(d, s, keepdims=False)),
         Op("pad", F.pad, ref.pad, S, shapes=_matrices, params=_pad_param, layout_params={"pad": (1, 0, 2, 1), "value": 1.5}),
+        Op("pad_reflect", lambda x: F.pad(x, (2, -1, -1, 1), mode="reflect"), lambda x: ref.pad(x, (2, -1, -1, 1), "reflect"),
+           S, shapes=_fixed((3, 4)), api="pad"),  # the layout checks of a mode that gathers
         Op("unfold", F.unfold, ref.unfold, S, params=_unfold_param, layout_params={"dimension": 1, "size": 2, "step": 1}),
         Op("roll", F.roll, lambda x, shifts, axis: np.roll(x, shifts, axis), S, params=_roll_param,
            layout_params={"shifts": 2, "axis": 1}),
@@ -446,9 +448,21 @@ def _diagonal_param(draw, shapes):
 
 
 def _pad_param(draw, shapes):
+    """Widths for 1 or 2 trailing axes: each side crops (negative) or pads, within what the mode allows."""
     from hypothesis import strategies as st
-    widths = draw(st.lists(st.integers(0, 2), min_size=2, max_size=4).filter(lambda w: len(w) % 2 == 0))
-    return {"pad": tuple(widths), "value": draw(_sampled([0.0, 1.5]))}
+    shape = shapes[0]
+    mode = draw(st.sampled_from(["constant", "reflect", "replicate", "circular"]))
+    widths = []
+    for n in reversed(shape[-draw(st.integers(1, 2)):]):
+        crop_lo = draw(st.integers(0, n - 1))
+        crop_hi = draw(st.integers(0, n - 1 - crop_lo))
+        kept = n - crop_lo - crop_hi
+        cap = {"constant": 3, "reflect": min(3, kept - 1), "replicate": 3, "circular": min(3, kept)}[mode]
+        widths += [-crop_lo if crop_lo else draw(st.integers(0, cap)), -crop_hi if crop_hi else draw(st.integers(0, cap))]
+    params = {"pad": tuple(widths), "mode": mode}
+    if mode == "constant":
+        params["value"] = draw(_sampled([None, 0.0, 1.5]))
+    return params
 
 
 def _roll_param(draw, shapes):
