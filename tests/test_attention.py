@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 import tinygrad_attn as tga
 from tinygrad_attn import functional as F
 from tinygrad_attn import nn
-from tinygrad_attn.testing import gradcheck
+from tinygrad_attn.testing import gradcheck, gradgradcheck
+from tinygrad_attn.functional.references import attention_with_weights as np_attention
 from tinygrad_attn.testing import module_gradcheck
 
 MASK_KINDS = ["none", "padding", "causal", "causal+padding", "random"]
@@ -207,6 +208,71 @@ def test_float_attn_mask_is_added_to_scores():
     a = mha(x, attn_mask=allowed).numpy()
     b = mha(x, attn_mask=np.where(allowed, 0.0, -1e30)).numpy()
     np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+# ---------------------------------------------------------------- learned biases (a float mask that requires grad)
+
+BIAS_SHAPES = [(2, 3, 4, 5), (3, 4, 5), (3, 1, 5), (4, 5), (1, 5)]  # (B, H, Tq, Tk) and masks broadcasting to it
+
+
+@pytest.mark.parametrize("bias_shape", BIAS_SHAPES, ids=str)
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("watched", [False, True])
+def test_learned_bias_is_differentiated_like_the_scores(bias_shape, causal, watched):
+    """dL/d(bias) = dL/d(scores), summed over the axes the bias broadcasts along: by finite
+    differences (float64), through the one op and step by step, with and without is_causal."""
+    rng = np.random.default_rng(len(bias_shape) + 7 * causal)
+    q = tga.tensor(rng.standard_normal((2, 3, 4, 3)), requires_grad=True)
+    k = tga.tensor(rng.standard_normal((2, 3, 5, 3)), requires_grad=True)
+    v = tga.tensor(rng.standard_normal((2, 3, 5, 2)), requires_grad=True)
+    bias = tga.tensor(rng.standard_normal(bias_shape), requires_grad=True)
+
+    def attend(q, k, v, bias):
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, is_causal=causal, return_weights=watched)
+        return out[0] if watched else out
+    gradcheck(attend, q, k, v, bias)
+    allowed = full_mask(None, causal, (2, 3, 4, 5))
+    ref, w = np_attention(q.numpy(), k.numpy(), v.numpy(), mask=allowed, float_mask=bias.numpy())
+    np.testing.assert_allclose(attend(q, k, v, bias).numpy(), ref, rtol=1e-10, atol=1e-12)
+    # the gradient is the scores': softmax's backward of dL/dW = dO v^T, summed to the bias's shape
+    g = rng.standard_normal(ref.shape)
+    attend(q, k, v, bias).backward(tga.tensor(g))
+    dw = g @ np.swapaxes(v.numpy(), -1, -2)
+    ds = w * (dw - (dw * w).sum(-1, keepdims=True))
+    expected = ds.sum(axis=tuple(range(4 - len(bias_shape))))
+    expected = expected.sum(axis=tuple(i for i, n in enumerate(bias_shape) if n == 1), keepdims=True)
+    np.testing.assert_allclose(bias.grad.numpy(), expected, rtol=1e-10, atol=1e-12)
+    assert bias.grad.shape == bias_shape
+
+
+def test_learned_bias_has_second_derivatives():
+    rng = np.random.default_rng(3)
+    q, k, v = (tga.tensor(rng.standard_normal((2, 3, 2)), requires_grad=True) for _ in range(3))
+    bias = tga.tensor(rng.standard_normal((3, 3)), requires_grad=True)
+    gradgradcheck(lambda q, k, v, b: F.scaled_dot_product_attention(q, k, v, attn_mask=b, is_causal=True) ** 2,
+                  q, k, v, bias)
+
+
+def test_alibi_slopes_learn_through_the_mask():
+    """ALiBi: bias = slope_h * -(i - j); the slopes' gradient by finite differences."""
+    rng = np.random.default_rng(5)
+    q, k, v = (tga.tensor(rng.standard_normal((1, 2, 4, 3))) for _ in range(3))
+    slopes = tga.tensor([0.5, 0.25], requires_grad=True)
+    distance = tga.tensor(-np.abs(np.arange(4)[:, None] - np.arange(4)[None, :]).astype(np.float64))
+    gradcheck(lambda s: F.scaled_dot_product_attention(q, k, v, attn_mask=s.reshape(2, 1, 1) * distance,
+                                                       is_causal=True), slopes)
+
+
+def test_learned_bias_of_float32_gets_a_float32_gradient_and_bool_masks_take_none():
+    q = tga.randn(1, 3, 4)
+    bias = tga.zeros(3, 3, requires_grad=True)
+    F.scaled_dot_product_attention(q, q, q, attn_mask=bias).sum().backward()
+    assert bias.grad.dtype == np.float32 and bias.grad.shape == (3, 3)
+    bias64 = tga.zeros(3, 3, requires_grad=True, dtype=np.float64)
+    F.scaled_dot_product_attention(q, q, q, attn_mask=bias64).sum().backward()
+    assert bias64.grad.dtype == np.float64
+    out = F.scaled_dot_product_attention(q, q, q, attn_mask=np.tril(np.ones((3, 3), bool)))
+    assert out.shape == (1, 3, 4)
 
 
 def test_attention_dropout_only_while_training():

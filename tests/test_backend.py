@@ -371,6 +371,26 @@ def test_kernels_run_in_blocks_and_on_threads_give_the_whole_array_results(monke
     assert _blas_threads() == blas_before
 
 
+def test_attention_in_blocks_gives_a_learned_bias_its_whole_gradient(monkeypatch, cpu_workers):
+    """A per-batch-item bias and a shared one: their gradients (the scores', assembled from the
+    blocks) are the same whole or in blocks on several threads."""
+    from tinygrad_attn.backend import numpy_backend
+    rng = np.random.default_rng(1)
+    q, k, v = (rng.standard_normal((4, 2, 3, 5)) for _ in range(3))
+    biases = rng.standard_normal((4, 2, 3, 3)), rng.standard_normal((2, 1, 3))
+    results = []
+    for elements, threads in ((1 << 30, 1), (7, 2)):
+        monkeypatch.setattr(numpy_backend, "_BLOCK_ELEMENTS", elements)
+        cpu_workers.threads = threads
+        ts = [tga.tensor(a, requires_grad=True) for a in (q, k, v)]
+        for b in biases:
+            bias = tga.tensor(b, requires_grad=True)
+            (F.scaled_dot_product_attention(*ts, attn_mask=bias) ** 2).sum().backward()
+            results.append(bias.grad.numpy())
+    for whole, in_blocks in zip(results[:2], results[2:]):
+        np.testing.assert_allclose(in_blocks, whole, rtol=1e-12, atol=1e-12)
+
+
 def test_an_error_in_a_block_reaches_the_caller_and_blas_threads_come_back(cpu_workers):
     cpu_workers.threads = 2
     blas_before = _blas_threads()

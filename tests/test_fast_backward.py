@@ -110,7 +110,7 @@ def test_gelu_tanh(device, data, shape):
 
 @fixture_ok
 @given(data=st.data(), batch=st.sampled_from([(), (2,), (2, 3), (1, 2)]), tq=st.integers(1, 4), tk=st.integers(1, 4),
-       d=st.integers(1, 3), kind=st.sampled_from(["none", "bool", "causal", "float", "dropout"]),
+       d=st.integers(1, 3), kind=st.sampled_from(["none", "bool", "causal", "float", "dropout", "learned"]),
        shared_kv=st.booleans())
 def test_attention(device, data, batch, tq, tk, d, kind, shared_kv):
     kv_batch = batch[1:] if shared_kv else batch  # keys shared across the first axis broadcast
@@ -123,8 +123,12 @@ def test_attention(device, data, batch, tq, tk, d, kind, shared_kv):
     elif kind == "float":
         mask = np.where(data.draw(masks((tq, tk)), label="allowed"), data.draw(arrays((tq, tk), low=-2, high=0)), -np.inf)
     dropout = 0.4 if kind == "dropout" else 0.0
-    _agree(lambda a, b, c: F.scaled_dot_product_attention(a, b, c, attn_mask=mask, is_causal=kind == "causal",
-                                                          dropout_p=dropout), q, k, v)
+    learned = []
+    if kind == "learned":  # a bias that requires grad, broadcast over the batch, under a causal mask
+        learned = [T(data.draw(arrays((tq, tk))), device)]
+    _agree(lambda a, b, c, *bias: F.scaled_dot_product_attention(a, b, c, attn_mask=bias[0] if bias else mask,
+                                                                 is_causal=kind in ("causal", "learned"),
+                                                                 dropout_p=dropout), q, k, v, *learned)
 
 
 # (a's shape, b's shape): plain, a batch against a matrix (one GEMM), a matrix against a

@@ -36,11 +36,13 @@ def test_pow_gradient_in_the_exponent_at_a_zero_base():
 # ---------------------------------------------------------------- attention masks (items 3, 4, 6)
 
 @pytest.mark.parametrize("watched", [False, True])
-def test_a_float_attn_mask_that_requires_grad_is_refused(watched):
+def test_a_float_attn_mask_that_requires_grad_gets_its_gradient(watched):
+    """Refused before issue 23; now a learned bias (tests/test_attention.py checks its values)."""
     q = tga.randn(1, 3, 4)
     mask = tga.zeros(3, 3, requires_grad=True)
-    with pytest.raises(tga.GraphError, match="requires grad.*no gradient"):
-        F.scaled_dot_product_attention(q, q, q, attn_mask=mask, return_weights=watched)
+    out = F.scaled_dot_product_attention(q, q, q, attn_mask=mask, return_weights=watched)
+    ((out[0] if watched else out) ** 2).sum().backward()
+    assert mask.grad is not None and mask.grad.shape == (3, 3) and np.abs(mask.grad.numpy()).sum() > 0
     F.scaled_dot_product_attention(q, q, q, attn_mask=mask.detach(), return_weights=watched)  # a constant is fine
 
 

@@ -241,6 +241,18 @@ class Tensor:
     def __gt__(self, other): return F.compare(self, other, "greater")
     def __ge__(self, other): return F.compare(self, other, "greater_equal")
     def __invert__(self): return F.invert(self)
+
+    # bitwise, on integer and boolean tensors
+    def __and__(self, other): return F.bitwise_and(self, other)
+    def __rand__(self, other): return F.bitwise_and(other, self)
+    def __or__(self, other): return F.bitwise_or(self, other)
+    def __ror__(self, other): return F.bitwise_or(other, self)
+    def __xor__(self, other): return F.bitwise_xor(self, other)
+    def __rxor__(self, other): return F.bitwise_xor(other, self)
+    def __lshift__(self, other): return F.bitwise_left_shift(self, other)
+    def __rlshift__(self, other): return F.bitwise_left_shift(other, self)
+    def __rshift__(self, other): return F.bitwise_right_shift(self, other)
+    def __rrshift__(self, other): return F.bitwise_right_shift(other, self)
     __hash__ = object.__hash__
 
     def __bool__(self):

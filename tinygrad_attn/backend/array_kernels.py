@@ -243,9 +243,10 @@ class ArrayKernels:
         weights = p if keep is None else p * keep
         return self._matmul_like(weights, v, q), p
 
-    def attention_backward(self, q, k, v, p, keep, g, scale):
+    def attention_backward(self, q, k, v, p, keep, g, scale, scores_grad=False):
         """dV = (P keep)^T dO;  dP = (dO v^T) keep;  dS = P (dP - rowsum(dP P));
-        dQ = scale dS k;  dK = scale dS^T q."""
+        dQ = scale dS k;  dK = scale dS^T q. Returns (dq, dk, dv, dS): dS is the gradient of
+        the scores (and of a mask added to them), computed on the way in any case."""
         weights = p if keep is None else p * keep
         dv = self._matmul_like(weights.swapaxes(-1, -2), g, v)
         del weights
@@ -254,10 +255,11 @@ class ArrayKernels:
             ds *= keep
         ds -= self.row_dot(ds, p)
         ds *= p
-        ds *= scale
         dq = self._matmul_like(ds, k, q)
+        dq *= scale  # on the (..., Tq, d) product rather than the (..., Tq, Tk) dS, which stays unscaled
         dk = self._matmul_like(ds.swapaxes(-1, -2), q, k)
-        return dq, dk, dv
+        dk *= scale
+        return dq, dk, dv, ds
 
     def _probabilities(self, q, k, mask, scale):
         s = self.xp.matmul(q, k.swapaxes(-1, -2))

@@ -99,4 +99,6 @@ class Backend(ABC):
     @abstractmethod
     def attention(self, q, k, v, mask, scale, keep): """(out, saved): out = (softmax(scale q k^T + mask) keep) v."""
     @abstractmethod
-    def attention_backward(self, q, k, v, saved, keep, g, scale): """(dq, dk, dv), laid out like q, k, v."""
+    def attention_backward(self, q, k, v, saved, keep, g, scale, scores_grad=False):
+        """(dq, dk, dv, ds): dq, dk, dv laid out like q, k, v; ds the scores' gradient (that of an
+        added mask), or None where `scores_grad` is False and producing it would cost memory."""

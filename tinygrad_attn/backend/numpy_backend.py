@@ -208,17 +208,22 @@ class NumpyBackend(ArrayKernels, Backend):
         saved = self._parts(q, part, work_per_row=q[0].size // q.shape[-1] * k.shape[-2], calls_blas=True)
         return super().attention(q, k, v, mask, scale, keep) if saved is None else (out, saved)
 
-    def attention_backward(self, q, k, v, saved, keep, g, scale):
+    def attention_backward(self, q, k, v, saved, keep, g, scale, scores_grad=False):
         if not isinstance(saved, _PerBlock):
-            return super().attention_backward(q, k, v, saved, keep, g, scale)
+            return super().attention_backward(q, k, v, saved, keep, g, scale, scores_grad)
         grads = [np.empty_like(a) for a in (q, k, v)]
+        # dS is a temporary of each block; kept whole only when a mask asks for its gradient
+        ds = np.empty(q.shape[:-1] + k.shape[-2:-1], q.dtype) if scores_grad else None
 
         def part(sl, p):
-            for full, piece in zip(grads, super(NumpyBackend, self).attention_backward(
-                    q[sl], k[sl], v[sl], p, _item(keep, sl, q.ndim), g[sl], scale)):
+            *pieces, ds_piece = super(NumpyBackend, self).attention_backward(
+                q[sl], k[sl], v[sl], p, _item(keep, sl, q.ndim), g[sl], scale)
+            for full, piece in zip(grads, pieces):
                 full[sl] = piece
+            if ds is not None:
+                ds[sl] = ds_piece
         saved.backward(part, self.workers, calls_blas=True)
-        return tuple(grads)
+        return (*grads, ds)
 
 
 def _blocks(n: int, rows_per_block: int):

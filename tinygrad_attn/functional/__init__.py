@@ -7,7 +7,9 @@ are written from the primitives in `ops/`, so their gradients come for free.
 
 One module per theme:
   elementwise.py  arithmetic, unary maths, activations, where/masked_fill/clip, comparisons
-  maths.py        trigonometry, rounding, isnan/isinf, log2/exp2, logaddexp, lerp, //, %, fmod
+  maths.py        trigonometry, asinh/acosh/atanh, rounding, copysign, isnan/isinf/isclose, log2/exp2,
+                  logaddexp, lerp, //, %, fmod
+  bitwise.py      bitwise and/or/xor/not and shifts of integer and boolean tensors
   activations.py  silu, softplus, leaky_relu, elu, selu, celu, mish, hard*, logsigmoid, softsign, quick_gelu
   reduce.py       sum, mean, max, min, var, logsumexp, argmax
   scans.py        prod, std, any, all, argmin, cumsum, cumprod, logcumsumexp, sort, argsort, topk, softmin, normalize
@@ -24,6 +26,7 @@ One module per theme:
 """
 from .elementwise import *  # noqa: F401,F403
 from .maths import *  # noqa: F401,F403
+from .bitwise import *  # noqa: F401,F403
 from .activations import *  # noqa: F401,F403
 from .reduce import *  # noqa: F401,F403
 from .scans import *  # noqa: F401,F403

@@ -40,16 +40,64 @@ def flip(x, axis=None, dim=None):
     return getitem(x, tuple(slice(None, None, -1) if i in axes else slice(None) for i in range(x.ndim)))
 
 
-def pad(x, pad, value=0.0):
-    """Constant padding, PyTorch's order: (left, right) of the last axis, then of the one before, ..."""
+PAD_MODES = ("constant", "reflect", "replicate", "circular")
+
+
+def pad(x, pad, mode="constant", value=None):
+    """Pad (or, with negative widths, crop) the last axes, PyTorch's order: (left, right) of the
+    last axis, then of the one before, ...
+
+    mode "constant" fills with `value` (default 0); "reflect" mirrors without repeating the edge
+    (each width < the axis's size), "replicate" repeats the edge, "circular" wraps around (each
+    width <= the size). Negative widths crop first, and the other modes then read the cropped
+    tensor, as in PyTorch. The padded values are gathered, so their gradient sums back."""
     pad = tuple(int(p) for p in pad)
     if len(pad) % 2 or len(pad) // 2 > x.ndim:
         raise ShapeError(f"pad: needs an even number of widths, at most 2 per axis of shape {x.shape}, got {pad}")
-    if any(p < 0 for p in pad):
-        raise ValueError(f"pad: widths must be >= 0 (cropping is x[...]), got {pad}")
+    if mode not in PAD_MODES:
+        raise ValueError(f"pad: mode must be one of {', '.join(PAD_MODES)}; got {mode!r}")
+    if value is not None and mode != "constant":
+        raise ValueError(f"pad: mode {mode!r} takes no value (got value={value}); only 'constant' fills with one")
     widths = [(0, 0)] * x.ndim
     for i in range(len(pad) // 2):
         widths[x.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
+    for ax, ((lo, hi), n) in enumerate(zip(widths, x.shape)):
+        if n + builtins.min(lo, 0) + builtins.min(hi, 0) < 0:
+            raise ShapeError(f"pad: widths {(lo, hi)} crop more than axis {ax} of shape {x.shape} holds ({n})")
+    crop = tuple(slice(-builtins.min(lo, 0), n + builtins.min(hi, 0)) for (lo, hi), n in zip(widths, x.shape))
+    if any(lo < 0 or hi < 0 for lo, hi in widths):
+        x = getitem(x, crop)
+    widths = [(builtins.max(lo, 0), builtins.max(hi, 0)) for lo, hi in widths]
+    if mode == "constant":
+        return _pad_constant(x, widths, 0.0 if value is None else value)
+    for ax, (lo, hi) in enumerate(widths):
+        if lo or hi:
+            x = getitem(x, (slice(None),) * ax + (_pad_source(x, mode, ax, lo, hi),))
+    return x
+
+
+def _pad_source(x, mode, ax, lo, hi):
+    """For each position of the padded axis, the position of x it copies (an index array)."""
+    n = x.shape[ax]
+    if mode == "reflect" and builtins.max(lo, hi) >= n:
+        raise ShapeError(f"pad: reflect widths {(lo, hi)} must be smaller than axis {ax}'s size {n} (shape {x.shape})")
+    if mode == "circular" and builtins.max(lo, hi) > n:
+        raise ShapeError(f"pad: circular widths {(lo, hi)} would wrap around axis {ax} (size {n}, shape {x.shape}) "
+                         "more than once")
+    if mode == "replicate" and n == 0:
+        raise ShapeError(f"pad: replicate has no edge to repeat on the empty axis {ax} of shape {x.shape}")
+    i = np.arange(-lo, n + hi)
+    if mode == "reflect":
+        source = np.abs(i)
+        source = np.where(source > n - 1, 2 * (n - 1) - source, source)
+    elif mode == "replicate":
+        source = np.clip(i, 0, n - 1)
+    else:
+        source = i % n
+    return x.backend.asarray(source)
+
+
+def _pad_constant(x, widths, value):
     shape = tuple(n + lo + hi for n, (lo, hi) in zip(x.shape, widths))
     inside = tuple(slice(lo, lo + n) for n, (lo, _) in zip(x.shape, widths))
     out = S.ScatterAdd.apply(x, index=inside, shape=shape)  # x written into zeros: the adjoint of slicing

@@ -7,12 +7,14 @@ import math
 import numpy as np
 
 from ..backend import get_backend
-from ..errors import DTypeError, ShapeError
+from ..dtypes import is_float
+from ..errors import DeviceError, DTypeError, ShapeError
 from ..ops import attention as A
 from ..shapes import broadcast_shape
 from ..tensor import Tensor
 from ._common import _array_on, _like, require_broadcast
 from .arrange import repeat_interleave
+from .elementwise import where
 from .linalg import matmul
 from .nn import dropout, dropout_keep, softmax
 
@@ -31,7 +33,9 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=False, dropo
     q (..., Tq, d), k (..., Tk, d), v (..., Tk, dv), any strided views (the heads of a
     split projection are read in place). `attn_mask` is boolean (True = may attend)
     broadcasting to (..., Tq, Tk), or a float mask added to the scores; `is_causal` ANDs
-    in the causal mask (aligned bottom-right, for KV caches). Rows with nothing to
+    in the causal mask (aligned bottom-right, for KV caches). A float mask that requires
+    grad (a learned bias: ALiBi slopes, T5 relative positions) gets dL/d(mask) = dL/d(scores),
+    summed back over the axes it broadcasts along. Rows with nothing to
     attend to give zeros and zero gradients. Dropout `dropout_p` acts on the weights.
 
     Returns the output; with `return_weights` / `return_scores` a tuple (output, weights,
@@ -67,13 +71,16 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=False, dropo
     if not (return_weights or return_scores):
         keep = dropout_keep(q, broadcast_shape(scores_shape, *(m.shape for m in (allowed, added) if m is not None)),
                             dropout_p, training)
-        return A.Attention.apply(q, k, v, mask=mask, scale=scale, keep=keep)
+        masks = () if mask is None else (mask if isinstance(mask, Tensor) else Tensor.wrap(mask, q.device),)
+        return A.Attention.apply(q, k, v, *masks, scale=scale, keep=keep)
     # step by step, as the op's Tensor-level backward does: -inf entries leave the softmax
     # through its boolean mask (so an empty row gives 0), the finite ones are added
     scores = matmul(q, k.swapaxes(-1, -2)) * scale
-    allowed = None if mask is None else q.backend.xp.isfinite(mask)
+    mask_data = mask.data if isinstance(mask, Tensor) else mask
+    allowed = None if mask is None else q.backend.xp.isfinite(mask_data)
     if added is not None:
-        scores = scores + _like(q.backend.xp.where(allowed, mask, 0), q)
+        scores = scores + (where(allowed, mask, 0.0) if isinstance(mask, Tensor)
+                           else _like(q.backend.xp.where(allowed, mask, 0), q))
     weights = softmax(scores, -1, mask=allowed)
     out = matmul(dropout(weights, dropout_p, training), v)
     return (out,) + ((weights,) if return_weights else ()) + ((scores,) if return_scores else ())
@@ -93,7 +100,11 @@ def _share_kv_heads(op, q, k, v):
 def _attention_masks(op, q, attn_mask, is_causal, t_q, t_k):
     """(boolean mask or None, float mask or None) from attn_mask and is_causal."""
     allowed, added = None, None
-    if attn_mask is not None:
+    if isinstance(attn_mask, Tensor) and attn_mask.requires_grad and is_float(attn_mask.dtype):
+        if attn_mask.device != q.device:
+            raise DeviceError(f"{op}: attn_mask on {attn_mask.device} used with q on {q.device}")
+        added = attn_mask  # a learned bias: it stays in the graph
+    elif attn_mask is not None:
         m = _array_on(q, attn_mask)
         if m.dtype == np.bool_:
             allowed = m
@@ -110,8 +121,12 @@ def _attention_masks(op, q, attn_mask, is_causal, t_q, t_k):
 
 def additive_mask(like: Tensor, allowed, added):
     """One float mask to add to the scores, in the masks' own (small) broadcast shape:
-    `added` where `allowed`, -inf elsewhere; None when there is nothing to add."""
+    `added` where `allowed`, -inf elsewhere; None when there is nothing to add. A Tensor
+    `added` (a learned bias) gives a Tensor of the graph, so its gradient flows back."""
     xp, dtype = like.backend.xp, like.dtype
+    if isinstance(added, Tensor):
+        added = added if added.dtype == dtype else added.astype(dtype)
+        return added if allowed is None else where(allowed, added, float("-inf"))
     if (allowed is not None and like.backend.values_on_host and bool(allowed.all())  # free on the host only
             and broadcast_shape(allowed.shape[:-1], like.shape[:-1]) == like.shape[:-1]):
         allowed = None  # e.g. a padding mask of a batch without padding: nothing to add (nor batch axes to keep)

@@ -1,12 +1,13 @@
-"""More elementwise maths: trigonometry, rounding, tests for nan/inf, other logs and
-exponentials, logaddexp, lerp, and the integer-style divisions (//, %, fmod)."""
+"""More elementwise maths: trigonometry and the inverse hyperbolic functions, rounding, copysign,
+tests for nan/inf and isclose, other logs and exponentials, logaddexp, lerp, and the
+integer-style divisions (//, %, fmod)."""
 from __future__ import annotations
 
 import math
 
 from ..ops import unary as U
 from ..tensor import Tensor
-from ._common import _floating, _operands
+from ._common import _broadcast_error, _floating, _operands, _pair
 from .elementwise import div, exp, log, sqrt
 
 
@@ -16,6 +17,18 @@ def tan(x): return U.Tan.apply(_floating(x))
 def asin(x): return U.Asin.apply(_floating(x))
 def acos(x): return U.Acos.apply(_floating(x))
 def atan(x): return U.Atan.apply(_floating(x))
+def asinh(x): return U.Asinh.apply(_floating(x))
+def acosh(x): return U.Acosh.apply(_floating(x))
+def atanh(x): return U.Atanh.apply(_floating(x))
+
+
+def copysign(a, b):
+    """|a| with the sign of b (integers give float32, as in PyTorch); the gradient reaches a only."""
+    a, b = _pair(a, b, float_op=True)
+    try:
+        return U.Copysign.apply(a, b)
+    except ValueError:
+        raise _broadcast_error("copysign", a, b) from None
 
 
 def sinh(x):
@@ -51,6 +64,17 @@ def _test(x, how):
 def isnan(x): return _test(x, "isnan")
 def isinf(x): return _test(x, "isinf")
 def isfinite(x): return _test(x, "isfinite")
+
+
+def isclose(a, b, rtol=1e-5, atol=1e-8, equal_nan=False):
+    """|a - b| <= atol + rtol |b| elementwise (a boolean tensor, not differentiated), as torch.isclose."""
+    if rtol < 0 or atol < 0:
+        raise ValueError(f"isclose: rtol and atol must be >= 0, got rtol={rtol}, atol={atol}")
+    a, b = _pair(a, b)
+    try:
+        return Tensor.wrap(a.backend.xp.isclose(a.data, b.data, rtol=rtol, atol=atol, equal_nan=equal_nan), a.device)
+    except ValueError:
+        raise _broadcast_error("isclose", a, b) from None
 
 
 def log2(x): return log(x) * (1 / math.log(2))

@@ -1,4 +1,4 @@
-"""Reductions over axes: sum, mean, max, min, var, logsumexp, argmax."""
+"""Reductions over axes: sum, mean, max, min, var and var_mean, logsumexp, argmax."""
 from __future__ import annotations
 
 import numpy as np
@@ -44,14 +44,21 @@ def min(x, axis=None, keepdims=False, dim=None):
 
 def var(x, axis=None, keepdims=False, ddof=0, dim=None):
     """Variance over axes with `ddof` (0: population, 1: sample)."""
+    return var_mean(x, axis, keepdims, ddof, dim=dim)[0]
+
+
+def var_mean(x, axis=None, keepdims=False, ddof=0, dim=None):
+    """(variance, mean) over axes, the mean computed once for both (ddof as in var)."""
     axes = _axes("var", axis, dim, x.ndim)
     count = size_of(x.shape[a] for a in axes)
     if count - ddof <= 0:
         raise ShapeError(f"var: {count} elements over axes {axes} with ddof={ddof} leave no degrees of freedom")
     if is_half(x.dtype):  # squares of float16 overflow: the statistics are taken in float32
-        return cast(var(cast(x, np.float32), axes, keepdims, ddof), x.dtype)
-    centered = x - mean(x, axes, keepdims=True)
-    return sum(centered * centered, axes, keepdims) * (1.0 / (count - ddof))
+        return tuple(cast(s, x.dtype) for s in var_mean(cast(x, np.float32), axes, keepdims, ddof))
+    mu = mean(x, axes, keepdims=True)
+    centered = x - mu
+    variance = sum(centered * centered, axes, keepdims) * (1.0 / (count - ddof))
+    return variance, (mu if keepdims else mu.reshape(variance.shape))
 
 
 def logsumexp(x, axis=None, keepdims=False, dim=None):

@@ -44,11 +44,38 @@ def logsumexp(x, axis=None, keepdims=False):
     return out if keepdims else np.squeeze(out, axis=axis) if axis is not None else out.reshape(())
 
 
-def pad(x, pad, value=0.0):
+def pad(x, pad, mode="constant", value=None):
+    """F.pad by NumPy: negative widths sliced off, then np.pad (edge = replicate, wrap = circular)."""
     widths = [(0, 0)] * x.ndim
     for i in range(len(pad) // 2):
         widths[x.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
-    return np.pad(x, widths, constant_values=value)
+    x = x[tuple(slice(max(-lo, 0), n - max(-hi, 0)) for (lo, hi), n in zip(widths, x.shape))]
+    widths = [(max(lo, 0), max(hi, 0)) for lo, hi in widths]
+    if mode == "constant":
+        return np.pad(x, widths, constant_values=0.0 if value is None else value)
+    return np.pad(x, widths, mode={"reflect": "reflect", "replicate": "edge", "circular": "wrap"}[mode])
+
+
+def running_extreme_index(x, axis, better):
+    """Where cummax (better=max) / cummin (min) took each running value: the latest position at
+    ties, written as a loop over the axis."""
+    x = np.moveaxis(np.asarray(x), axis, -1)
+    out = np.zeros(x.shape, dtype=np.int64)
+    for row in np.ndindex(x.shape[:-1]):
+        best, at = x[row + (0,)], 0
+        for i, value in enumerate(x[row]):
+            if better(value, best) == value:  # value is at least as good: ties move to the latest
+                best, at = value, i
+            out[row + (i,)] = at
+    return np.moveaxis(out, -1, axis)
+
+
+def unfold(x, dimension, size, step):
+    """Tensor.unfold as a stack of copied windows."""
+    x = np.asarray(x).reshape(-1) if np.ndim(x) == 0 else np.asarray(x)
+    n_windows = (x.shape[dimension] - size) // step + 1
+    windows = [np.take(x, np.arange(w * step, w * step + size), axis=dimension) for w in range(n_windows)]
+    return np.moveaxis(np.stack(windows, axis=dimension % x.ndim), dimension % x.ndim + 1, -1)
 
 
 def sort(x, axis=-1, descending=False):

@@ -1,6 +1,6 @@
-"""Reductions and scans beyond sum/max/mean: prod, std, any, all, argmin, cumsum, cumprod,
-logcumsumexp, sort, argsort, topk, softmin, normalize. Values picked by sort/topk are
-gathered, so their gradient flows to the selected entries."""
+"""Reductions and scans beyond sum/max/mean: prod, std and std_mean, any, all, argmin, cumsum,
+cumprod, logcumsumexp, cummax, cummin, sort, argsort, topk, softmin, normalize. Values picked
+by sort/topk/cummax/cummin are gathered, so their gradient flows to the selected entries."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,7 +11,7 @@ from ..tensor import Tensor
 from ._common import _axes, _axis, _floating
 from .elementwise import clip, exp, log
 from .nn import softmax
-from .reduce import sum, var
+from .reduce import sum, var, var_mean
 from .shape import gather
 
 
@@ -34,6 +34,12 @@ def prod(x, axis=None, keepdims=False, dim=None):
 def std(x, axis=None, keepdims=False, ddof=0, dim=None):
     """Standard deviation: sqrt(var) (ddof 0: population, 1: sample)."""
     return var(x, axis, keepdims, ddof, dim=dim).sqrt()
+
+
+def std_mean(x, axis=None, keepdims=False, ddof=0, dim=None):
+    """(std, mean) over axes, the mean computed once for both (ddof as in std; PyTorch's default is 1)."""
+    variance, mu = var_mean(x, axis, keepdims, ddof, dim=dim)
+    return variance.sqrt(), mu
 
 
 def any(x, axis=None, keepdims=False, dim=None):  # noqa: A001
@@ -72,6 +78,43 @@ def logcumsumexp(x, axis=0, dim=None):
     top = xp.max(x.data, axis=ax, keepdims=True) if x.ndim else x.data
     top = Tensor.wrap(xp.where(xp.isfinite(top), top, 0), x.device)
     return log(cumsum(exp(x - top), ax)) + top
+
+
+def cummax(x, axis=0, dim=None):
+    """(values, indices): the running max along `axis` and where it was taken. At ties the latest
+    position wins and a NaN, once seen, is the max (as in PyTorch); the gradient goes to those positions."""
+    return _running_extreme("cummax", x, axis, dim, x.backend.xp.maximum)
+
+
+def cummin(x, axis=0, dim=None):
+    """(values, indices): the running min along `axis`, as cummax."""
+    return _running_extreme("cummin", x, axis, dim, x.backend.xp.minimum)
+
+
+def _running_extreme(op, x, axis, dim, pick):
+    if x.ndim == 0:
+        return x, _index_tensor(x, x.backend.xp.zeros((), dtype=np.int64))
+    ax = _axis(op, axis, dim, x.ndim)
+    xp, data = x.backend.xp, x.data
+    running = _scan(xp, pick, data, ax)
+    # a position is where the running extreme was last taken when it holds that extreme (ties: the
+    # latest such); the index is then the running max of those positions
+    positions = xp.arange(x.shape[ax], dtype=np.int64).reshape((-1,) + (1,) * (x.ndim - 1 - ax))
+    taken = (data == running) | xp.isnan(data) if x.dtype.kind == "f" else data == running
+    idx = _scan(xp, xp.maximum, xp.where(taken, positions, 0), ax)
+    return gather(x, ax, idx), _index_tensor(x, idx)
+
+
+def _scan(xp, pick, a, axis):
+    """The running pick (xp.maximum or xp.minimum) along `axis`, in log2(n) whole-array steps
+    (Hillis-Steele), the same on every backend."""
+    n, shift = a.shape[axis], 1
+    lead = (slice(None),) * axis
+    while shift < n:
+        a = xp.concatenate([a[lead + (slice(0, shift),)], pick(a[lead + (slice(shift, None),)],
+                                                            a[lead + (slice(0, n - shift),)])], axis=axis)
+        shift *= 2
+    return a
 
 
 def argsort(x, axis=-1, descending=False, dim=None):

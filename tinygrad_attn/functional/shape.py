@@ -1,5 +1,5 @@
-"""Shape functions and indexing: reshape, permute, transpose, expand, squeeze, cat, stack,
-split, chunk, getitem, gather, embedding."""
+"""Shape functions and indexing: reshape, permute, transpose, expand, squeeze, unfold, cat,
+stack, split, chunk, getitem, gather, embedding."""
 from __future__ import annotations
 
 import builtins
@@ -107,6 +107,21 @@ def unsqueeze(x, axis):
         raise ShapeError(f"unsqueeze: axis {axis} is out of range for a tensor with {x.ndim} dims")
     axis = axis % (x.ndim + 1)
     return x.reshape(x.shape[:axis] + (1,) + x.shape[axis:])
+
+
+def unfold(x, dimension, size, step):
+    """Every window of `size` elements, `step` apart, along `dimension`, as a new last axis:
+    shape (..., (n - size) // step + 1, ..., size), a view (PyTorch's Tensor.unfold; not
+    torch.nn.functional.unfold, which is im2col for convolutions)."""
+    ax = _axis("unfold", dimension, None, x.ndim)
+    n = x.shape[ax] if x.ndim else 1
+    if not isinstance(size, (int, np.integer)) or not isinstance(step, (int, np.integer)) or size < 0 or step < 1:
+        raise ValueError(f"unfold: size must be an int >= 0 and step an int >= 1, got size={size!r}, step={step!r}")
+    if size > n:
+        raise ShapeError(f"unfold: size {size} is larger than dimension {ax} of shape {x.shape} ({n})")
+    if x.ndim == 0:  # PyTorch: a 0-d tensor unfolds as one element
+        return S.Unfold.apply(x.reshape(1), axis=0, size=int(size), step=int(step))
+    return S.Unfold.apply(x, axis=ax, size=int(size), step=int(step))
 
 
 def cat(tensors: Sequence[Tensor], axis=0, dim=None):

@@ -186,6 +186,11 @@ def _table():
         Op("asin", F.asin, np.arcsin, E, (Domain(-0.9, 0.9),)),
         Op("acos", F.acos, np.arccos, E, (Domain(-0.9, 0.9),)),
         Op("atan", F.atan, np.arctan, E),
+        Op("asinh", F.asinh, np.arcsinh, E, (Domain(-3.0, 3.0),)),
+        Op("acosh", F.acosh, np.arccosh, E, (Domain(1.1, 4.0),)),
+        Op("atanh", F.atanh, np.arctanh, E, (Domain(-0.9, 0.9),)),
+        Op("copysign", F.copysign, np.copysign, E, (Domain(min_abs=0.05), Domain(min_abs=0.05)), "broadcast",
+           scalar=-1.5),
         Op("floor", F.floor, np.floor, E, (off,)),
         Op("ceil", F.ceil, np.ceil, E, (off,)),
         Op("round", F.round, np.rint, E, (off,)),
@@ -194,6 +199,8 @@ def _table():
         Op("isnan", F.isnan, np.isnan, E, differentiable=False, twice=False, out_dtype="bool"),
         Op("isinf", F.isinf, np.isinf, E, differentiable=False, twice=False, out_dtype="bool"),
         Op("isfinite", F.isfinite, np.isfinite, E, differentiable=False, twice=False, out_dtype="bool"),
+        Op("isclose", F.isclose, np.isclose, E, (on, on), "broadcast", params=_isclose_param, differentiable=False,
+           twice=False, out_dtype="bool", layout_params={"rtol": 0.2, "atol": 0.3}),
         Op("log2", F.log2, np.log2, E, (POSITIVE,)),
         Op("log10", F.log10, np.log10, E, (POSITIVE,)),
         Op("exp2", F.exp2, np.exp2, E),
@@ -205,6 +212,8 @@ def _table():
         Op("fmod", F.fmod, lambda a, b: np.fmod(a, b), E, (off,), params=_divisor, layout_params={"b": 2.0}),
         Op("div_trunc", lambda a, b: F.div(a, b, rounding_mode="trunc"), lambda a, b: np.trunc(a / b), E, (off,),
            params=_divisor, layout_params={"b": -0.5}, api="div", method=False),
+        # ---- bitwise (integer and boolean inputs, made from the drawn floats)
+        *_bitwise_entries(F, E),
         # ---- activations
         Op("tanh", F.tanh, np.tanh, A),
         Op("sigmoid", F.sigmoid, ref.sigmoid, A, (Domain(-6.0, 6.0),)),
@@ -241,6 +250,11 @@ def _table():
         Op("std", F.std, np.std, R, (Domain(unique=True),), shapes=_var_shape,  # distinct: std > 0
            params=lambda draw, shapes: {**_axis_param(draw, shapes), "ddof": draw(_sampled([0, 1]))},
            layout_params={"axis": 0, "ddof": 1}),
+        Op("std_mean", lambda x, **p: F.stack(F.std_mean(x, **p)), lambda x, ddof, **p: np.stack([np.std(x, ddof=ddof, **p), np.mean(x, **p)]),
+           R, (Domain(unique=True),), shapes=_var_shape, params=_ddof_param, layout_params={"axis": 1, "ddof": 1},
+           method=False),
+        Op("var_mean", lambda x, **p: F.stack(F.var_mean(x, **p)), lambda x, ddof, **p: np.stack([np.var(x, ddof=ddof, **p), np.mean(x, **p)]),
+           R, shapes=_var_shape, params=_ddof_param, layout_params={"axis": 0, "ddof": 0}, method=False),
         Op("any", F.any, np.any, R, (on,), params=_axis_param, differentiable=False, twice=False, out_dtype="bool"),
         Op("all", F.all, np.all, R, (on,), params=_axis_param, differentiable=False, twice=False, out_dtype="bool"),
         Op("argmax", F.argmax, np.argmax, R, (Domain(unique=True),), params=_axis_param, differentiable=False,
@@ -253,6 +267,16 @@ def _table():
            shapes=_rows, params=_last_axis_param, layout_params={"axis": 1}),
         Op("logcumsumexp", F.logcumsumexp, lambda x, axis: np.logaddexp.accumulate(x, axis), R, shapes=_rows,
            params=_last_axis_param, layout_params={"axis": 1}),
+        Op("cummax", lambda x, axis: F.cummax(x, axis)[0], lambda x, axis: np.maximum.accumulate(x, axis), R,
+           (Domain(unique=True),), shapes=_rows, params=_last_axis_param, layout_params={"axis": 1}),
+        Op("cummin", lambda x, axis: F.cummin(x, axis)[0], lambda x, axis: np.minimum.accumulate(x, axis), R,
+           (Domain(unique=True),), shapes=_rows, params=_last_axis_param, layout_params={"axis": 0}),
+        Op("cummax_indices", lambda x, axis: F.cummax(x, axis)[1], lambda x, axis: ref.running_extreme_index(x, axis, max),
+           R, (on,), shapes=_rows, params=_last_axis_param, differentiable=False, twice=False, out_dtype="int64",
+           api="cummax", layout_params={"axis": 1}),  # on the grid: ties, where the latest position wins
+        Op("cummin_indices", lambda x, axis: F.cummin(x, axis)[1], lambda x, axis: ref.running_extreme_index(x, axis, min),
+           R, (on,), shapes=_rows, params=_last_axis_param, differentiable=False, twice=False, out_dtype="int64",
+           api="cummin", layout_params={"axis": 1}),
         Op("sort", lambda x, axis, descending: F.sort(x, axis, descending)[0], ref.sort, R, (Domain(unique=True),),
            shapes=_rows, params=_sort_param, layout_params={"axis": 1, "descending": True}),
         Op("argsort", F.argsort, lambda x, axis: np.argsort(x, axis, kind="stable"), R, (Domain(unique=True),),
@@ -303,6 +327,9 @@ def _table():
         Op("triu", F.triu, lambda x, diagonal: np.triu(x, diagonal), S, shapes=_matrices, params=_diagonal_param),
         Op("flip", F.flip, lambda x, axis: np.flip(x, axis), S, params=lambda d, s: _axis_param(d, s, keepdims=False)),
         Op("pad", F.pad, ref.pad, S, shapes=_matrices, params=_pad_param, layout_params={"pad": (1, 0, 2, 1), "value": 1.5}),
+        Op("pad_reflect", lambda x: F.pad(x, (2, -1, -1, 1), mode="reflect"), lambda x: ref.pad(x, (2, -1, -1, 1), "reflect"),
+           S, shapes=_fixed((3, 4)), api="pad"),  # the layout checks of a mode that gathers
+        Op("unfold", F.unfold, ref.unfold, S, params=_unfold_param, layout_params={"dimension": 1, "size": 2, "step": 1}),
         Op("roll", F.roll, lambda x, shifts, axis: np.roll(x, shifts, axis), S, params=_roll_param,
            layout_params={"shifts": 2, "axis": 1}),
         Op("repeat", lambda x, repeats: x.repeat(*repeats), lambda x, repeats: np.tile(x, repeats), S,
@@ -359,7 +386,51 @@ def _table():
         Op("sdpa_float_mask", lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=constant(q, ref.FLOAT_MASK)),
            lambda q, k, v: ref.attention(q, k, v, float_mask=ref.FLOAT_MASK), AT, (ANY, ANY, ANY),
            _fixed((3, 4), (3, 4), (3, 2)), api="scaled_dot_product_attention", method=False),
+        Op("sdpa_learned_bias", lambda q, k, v, bias: F.scaled_dot_product_attention(q, k, v, attn_mask=bias, is_causal=True),
+           lambda q, k, v, bias: ref.attention(q, k, v, causal=True, float_mask=bias), AT, (ANY,) * 4,
+           _fixed((2, 3, 4), (2, 3, 4), (2, 3, 2), (3, 3)), layout_shapes=((2, 3, 4), (2, 3, 4), (2, 3, 2), (1, 3)),
+           api="scaled_dot_product_attention", method=False),
     ]
+
+
+def _bitwise_entries(F, family):
+    """Each bitwise op on int64 (from floats in [-40, 40], truncated) and, but the shifts, on bool (x > 0)."""
+    ints, shift = Domain(-40.0, 40.0), Domain(0.0, 6.9)
+    as_int = lambda a: a.astype(np.int64)  # noqa: E731
+    out = []
+    for name, numpy_op, bools in (("bitwise_and", np.bitwise_and, True), ("bitwise_or", np.bitwise_or, True),
+                                  ("bitwise_xor", np.bitwise_xor, True), ("bitwise_left_shift", np.left_shift, False),
+                                  ("bitwise_right_shift", np.right_shift, False)):
+        fn = getattr(F, name)
+        out.append(Op(name, lambda a, b, fn=fn: fn(a.long(), b.long()),
+                      lambda a, b, op=numpy_op: op(as_int(a), as_int(b)), family, (ints, ints if bools else shift),
+                      "broadcast", differentiable=False, twice=False, out_dtype="int64"))
+        if bools:
+            out.append(Op(name + "_bool", lambda a, b, fn=fn: fn(a > 0, b > 0), lambda a, b, op=numpy_op: op(a > 0, b > 0),
+                          family, (ints, ints), "broadcast", differentiable=False, twice=False, out_dtype="bool", api=name))
+    out.append(Op("bitwise_not", lambda a: F.bitwise_not(a.long()), lambda a: np.invert(as_int(a)), family, (ints,),
+                  differentiable=False, twice=False, out_dtype="int64"))
+    out.append(Op("bitwise_not_bool", lambda a: F.bitwise_not(a > 0), lambda a: ~(a > 0), family, (ints,),
+                  differentiable=False, twice=False, out_dtype="bool", api="bitwise_not"))
+    return out
+
+
+def _isclose_param(draw, shapes):
+    from hypothesis import strategies as st
+    return {"rtol": draw(st.sampled_from([0.0, 1e-5, 0.2])), "atol": draw(st.sampled_from([0.0, 1e-8, 0.3])),
+            "equal_nan": draw(st.booleans())}
+
+
+def _ddof_param(draw, shapes):
+    return {**_axis_param(draw, shapes), "ddof": draw(_sampled([0, 1]))}
+
+
+def _unfold_param(draw, shapes):
+    from hypothesis import strategies as st
+    nd = len(shapes[0])
+    dimension = draw(st.integers(-nd, nd - 1)) if nd else 0
+    n = shapes[0][dimension] if nd else 1
+    return {"dimension": dimension, "size": draw(st.integers(0, n)), "step": draw(st.integers(1, n + 1))}
 
 
 def _divisor(draw, shapes):
@@ -377,9 +448,21 @@ def _diagonal_param(draw, shapes):
 
 
 def _pad_param(draw, shapes):
+    """Widths for 1 or 2 trailing axes: each side crops (negative) or pads, within what the mode allows."""
     from hypothesis import strategies as st
-    widths = draw(st.lists(st.integers(0, 2), min_size=2, max_size=4).filter(lambda w: len(w) % 2 == 0))
-    return {"pad": tuple(widths), "value": draw(_sampled([0.0, 1.5]))}
+    shape = shapes[0]
+    mode = draw(st.sampled_from(["constant", "reflect", "replicate", "circular"]))
+    widths = []
+    for n in reversed(shape[-draw(st.integers(1, 2)):]):
+        crop_lo = draw(st.integers(0, n - 1))
+        crop_hi = draw(st.integers(0, n - 1 - crop_lo))
+        kept = n - crop_lo - crop_hi
+        cap = {"constant": 3, "reflect": min(3, kept - 1), "replicate": 3, "circular": min(3, kept)}[mode]
+        widths += [-crop_lo if crop_lo else draw(st.integers(0, cap)), -crop_hi if crop_hi else draw(st.integers(0, cap))]
+    params = {"pad": tuple(widths), "mode": mode}
+    if mode == "constant":
+        params["value"] = draw(_sampled([None, 0.0, 1.5]))
+    return params
 
 
 def _roll_param(draw, shapes):

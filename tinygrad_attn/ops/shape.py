@@ -98,3 +98,35 @@ class ScatterAdd(Function):
 
     def backward(self, gg):
         return (gg[self.index],)
+
+
+class Unfold(Function):
+    """The windows of `size` every `step` along `axis`, as a new last axis (PyTorch's
+    Tensor.unfold): a strided view of the input, no copy. Its adjoint, Fold, adds each
+    window's gradient back where the window came from (overlapping windows sum)."""
+
+    def forward(self, a, axis, size, step):
+        self.axis, self.size, self.step = axis, size, step
+        n_windows = (a.shape[axis] - size) // step + 1
+        shape = a.shape[:axis] + (n_windows,) + a.shape[axis + 1:] + (size,)
+        strides = a.strides[:axis] + (a.strides[axis] * step,) + a.strides[axis + 1:] + (a.strides[axis],)
+        return self.xp.lib.stride_tricks.as_strided(a, shape, strides)
+
+    def backward(self, g):
+        return (Fold.apply(g, axis=self.axis, size=self.size, step=self.step, length=self.inputs[0].shape[self.axis]),)
+
+
+class Fold(Function):
+    """The adjoint of Unfold: windows (..., n_windows, ..., size) summed into an axis of `length`."""
+
+    def forward(self, g, axis, size, step, length):
+        self.axis, self.size, self.step = axis, size, step
+        n_windows = g.shape[axis]
+        out = self.xp.zeros(g.shape[:axis] + (length,) + g.shape[axis + 1:-1], dtype=g.dtype)
+        lead = (slice(None),) * axis
+        for offset in range(size):  # the offset-th element of every window, in one strided write
+            out[lead + (slice(offset, offset + step * (n_windows - 1) + 1, step),)] += g[..., offset]
+        return out
+
+    def backward(self, gg):
+        return (Unfold.apply(gg, axis=self.axis, size=self.size, step=self.step),)

@@ -1,5 +1,6 @@
-"""More unary primitives: trigonometry and its inverses, softplus, and the piecewise-constant
-rounding functions (zero gradient). Each backward is written with Tensor ops."""
+"""More unary primitives: trigonometry and its inverses, the inverse hyperbolic functions,
+softplus, copysign, and the piecewise-constant rounding functions (zero gradient). Each
+backward is written with Tensor ops."""
 from ..autograd import Function
 from .elementwise import const
 
@@ -54,6 +55,51 @@ class Atan(Function):
     def backward(self, g):
         x = self.inputs[0]
         return (g / (1 + x * x),)
+
+
+class Asinh(Function):
+    def forward(self, a):
+        return self.xp.arcsinh(a)
+
+    def backward(self, g):
+        x = self.inputs[0]
+        return (g / (x * x + 1).sqrt(),)
+
+
+class Acosh(Function):
+    """Defined for x >= 1; d/dx = 1 / sqrt(x^2 - 1), infinite at 1 (as in PyTorch)."""
+
+    def forward(self, a):
+        return self.xp.arccosh(a)
+
+    def backward(self, g):
+        x = self.inputs[0]
+        return (g / (x * x - 1).sqrt(),)
+
+
+class Atanh(Function):
+    """Defined on (-1, 1); d/dx = 1 / (1 - x^2)."""
+
+    def forward(self, a):
+        return self.xp.arctanh(a)
+
+    def backward(self, g):
+        x = self.inputs[0]
+        return (g / (1 - x * x),)
+
+
+class Copysign(Function):
+    """|a| with the sign of b (the sign bit: -0.0 counts as negative). d/da = +-1, the sign
+    that a changed by, and 0 at a = 0 (PyTorch's convention); d/db = 0 (flat but at b's jumps)."""
+
+    def forward(self, a, b):
+        return self.xp.copysign(a, b)
+
+    def backward(self, g):
+        xp = self.xp
+        a, b = (t.data for t in self.inputs)
+        flip = xp.where(a == 0, 0, xp.where(xp.signbit(a) == xp.signbit(b), 1, -1)).astype(g.dtype)
+        return g * const(g, flip), (g * const(g, xp.zeros((), dtype=g.dtype)) if self.inputs[1].requires_grad else None)
 
 
 class Softplus(Function):
