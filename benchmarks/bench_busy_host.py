@@ -2,13 +2,15 @@
 
     python benchmarks/bench_busy_host.py                  # case E, 3 rounds, quiet and 1 hog
     python benchmarks/bench_busy_host.py --cases E B --hogs 0 1 2 --rounds 5
+    python benchmarks/bench_busy_host.py --neighbour blas     # neighbours that train too (NumPy products)
 
 The CPU backend shortens OpenBLAS's idle-thread spin at first use and deals its kernels'
 blocks to as many threads as BLAS uses (backend/cpu_threads.py). A short spin frees the
 cores for our threads when the host is quiet; an earlier measurement found it losing when
 another process keeps the cores busy. Each setting runs `bench_cpu.py`'s worker (one fresh
-process per run) while `--hogs` processes burn CPU beside it, rounds alternating the
-settings:
+process per run) while `--hogs` neighbours keep the cores busy beside it (`--neighbour spin`:
+a Python loop; `blas`: 2-thread float32 products of (1024, 512) by (512, 512) in a loop, as
+another training job would), rounds alternating the settings:
 
   default     nothing set: what a user's script gets
   long-spin   OPENBLAS_THREAD_TIMEOUT=28, OpenBLAS's own default, set by the user: the
@@ -33,9 +35,20 @@ SETTINGS = {"default": {}, "long-spin": {"OPENBLAS_THREAD_TIMEOUT": "28"},
             "off": {"TINYGRAD_ATTN_PROCESS_SETTINGS": "0"}}
 
 
-def _burn():
+def _spin():
     while True:
         pass
+
+
+def _blas():
+    os.environ["OPENBLAS_NUM_THREADS"] = "2"  # read when NumPy loads, below
+    import numpy as np
+    a, b = np.ones((1024, 512), np.float32), np.ones((512, 512), np.float32)
+    while True:
+        a @ b
+
+
+NEIGHBOURS = {"spin": _spin, "blas": _blas}
 
 
 def _run(setting, case, steps, threads):
@@ -55,11 +68,13 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--neighbour", choices=list(NEIGHBOURS), default="spin", help="what each busy neighbour runs")
     args = p.parse_args(argv)
     names = list(SETTINGS)
     rows = []
     for hogs in args.hogs:
-        neighbours = [multiprocessing.Process(target=_burn, daemon=True) for _ in range(hogs)]
+        neighbours = [multiprocessing.get_context("spawn").Process(target=NEIGHBOURS[args.neighbour], daemon=True)
+                      for _ in range(hogs)]
         for n in neighbours:
             n.start()
         try:
@@ -73,8 +88,8 @@ def main(argv=None):
             for n in neighbours:
                 n.terminate()
     print(f"\nmachine: {bench_cpu._cpu_model()}, {os.cpu_count()} cores, threads={args.threads}, "
-          f"{args.rounds} rounds x {args.steps} steps\n")
-    print("| CPU hogs | case | " + " | ".join(f"{s} ms" for s in names) + " | default / best other |")
+          f"{args.rounds} rounds x {args.steps} steps, neighbours: {args.neighbour}\n")
+    print("| neighbours | case | " + " | ".join(f"{s} ms" for s in names) + " | default / best other |")
     print("|---|---|" + "---|" * len(names) + "---|")
     for hogs, letter, med in rows:
         best_other = min(v for s, v in med.items() if s != "default")
