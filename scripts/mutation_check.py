@@ -72,7 +72,43 @@ ISSUE23 = [
 ]
 
 # Bugs of our own, in code issue 23 did not touch (part 5 of the issue).
-OWN: list[Mutation] = []
+OWN = [
+    Mutation("schedule-warmup-off-by-one", "tinygrad_attn/optim.py",
+             "return step / self.warmup_steps", "return (step + 1) / self.warmup_steps",
+             "warm-up starts one step late: lr at step 0 is base/warmup, the peak comes a step early"),
+    Mutation("adam-eps-unscaled", "tinygrad_attn/optim.py",
+             "scratch += eps * root", "scratch += eps",
+             "Adam adds eps to sqrt(v) instead of sqrt(v_hat): steps of tiny gradients come out wrong"),
+    Mutation("autograd-first-sum-in-place", "tinygrad_attn/autograd.py",
+             "            self.grads[key] = previous + g\n            self.owned.add(key)\n            return",
+             "            previous += g\n            self.grads[key] = previous\n            self.owned.add(key)\n"
+             "            return",
+             "a tensor used twice sums its gradients into an array another tensor's gradient shares"),
+    Mutation("dropout-scale-multiplied", "tinygrad_attn/functional/nn.py",
+             "return (keep * (1.0 / (1.0 - p))).astype(like.dtype)", "return (keep * (1.0 - p)).astype(like.dtype)",
+             "dropout scales the kept activations by (1-p) instead of 1/(1-p)"),
+    Mutation("mlm-random-share", "tinygrad_attn/batching.py",
+             "to_random = chosen & (action >= 0.8) & (action < 0.9)",
+             "to_random = chosen & (action >= 0.8) & (action < 0.95)",
+             "MLM masking replaces 15% of the chosen tokens by random ones and keeps 5% (not 10/10)"),
+    Mutation("bpe-latest-merge-first", "tinygrad_attn/tokenizers.py",
+             "best = min((r for r in ranked if r[0] is not None), default=None)",
+             "best = max((r for r in ranked if r[0] is not None), default=None)",
+             "BPE encode applies the latest-learned merge first, not the earliest: other tokens than training"),
+    Mutation("eval-windows-overlap", "tinygrad_attn/batching.py",
+             "starts = np.arange(n_windows) * seq_len", "starts = np.arange(n_windows) * (seq_len - 1)",
+             "held-out windows overlap by one token: some targets counted twice, the corpus end never"),
+    Mutation("key-padding-on-queries", "tinygrad_attn/nn/attention.py",
+             "mask = kpm[:, None, None, :]", "mask = kpm[:, None, :, None]",
+             "key_padding_mask hides padded queries instead of padded keys"),
+    Mutation("layernorm-eps-outside-root", "tinygrad_attn/backend/array_kernels.py",
+             "        var += eps\n        rstd = 1.0 / xp.sqrt(var)",
+             "        rstd = 1.0 / (xp.sqrt(var) + eps)",
+             "LayerNorm adds eps to the standard deviation instead of the variance"),
+    Mutation("generate-window-jumps-early", "models/decoder.py",
+             "if length - start <= window:", "if length - start < window:",
+             "generate slides its window one token early: the full context is never used"),
+]
 
 SETS = {"own": OWN, "issue23": ISSUE23}
 
