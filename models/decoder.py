@@ -149,8 +149,10 @@ def sample_token(logits, rng: np.random.Generator, temperature: float = 1.0, top
     """Pick one token id from a row of logits. Exactly one uniform draw per call (none when greedy),
     so two callers with the same generator stay in step."""
     logits = np.asarray(logits, dtype=np.float64)
-    if temperature < 0:
+    if not temperature >= 0:   # written so that NaN fails too
         raise ValueError(f"sample: temperature must be >= 0, got {temperature}")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise ValueError(f"sample: top_p must be in (0, 1], got {top_p}")
     if temperature == 0:
         return int(np.argmax(logits))
     logits = logits / temperature
@@ -162,8 +164,6 @@ def sample_token(logits, rng: np.random.Generator, temperature: float = 1.0, top
     probs = np.exp(logits - logits.max())
     probs /= probs.sum()
     if top_p is not None and top_p < 1.0:
-        if not 0.0 < top_p:
-            raise ValueError(f"sample: top_p must be in (0, 1], got {top_p}")
         order = np.argsort(-probs, kind="stable")
         cumulative = np.cumsum(probs[order])
         n_keep = int(np.searchsorted(cumulative, top_p)) + 1   # smallest prefix reaching top_p

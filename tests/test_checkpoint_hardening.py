@@ -153,6 +153,26 @@ def test_stored_tensor_shapes_are_read_without_the_data(tmp_path):
         checkpoint.read_shapes(tmp_path / "ck")
 
 
+@pytest.mark.parametrize("signature", ["removed", "null", "edited", "kept"])
+def test_an_edited_extra_is_refused_whatever_became_of_the_signature(tmp_path, signature):
+    checkpoint.save(tmp_path / "ck", tiny(0), extra={"step": 3, "model_config": {"n_layers": 2}})
+    file = tmp_path / "ck" / "checkpoint.json"
+    meta = json.loads(file.read_text())
+    meta["extra"]["model_config"]["n_layers"] = 1       # what an edit by hand would change
+    if signature == "removed":
+        del meta["meta_sha256"]
+    elif signature == "null":
+        meta["meta_sha256"] = None
+    elif signature == "edited":
+        meta["meta_sha256"] = "0" * 64
+    file.write_text(json.dumps(meta))
+    before = weights(target := tiny(1))
+    for read in (lambda: checkpoint.read_extra(tmp_path / "ck"), lambda: checkpoint.load(tmp_path / "ck", target)):
+        with pytest.raises(CheckpointError, match="checkpoint.json fails its sha256 check"):
+            read()
+    assert same(weights(target), before)
+
+
 # ---------------------------------------------------------------- 5. full disk, no permission
 
 @pytest.mark.parametrize("error", [OSError(errno.ENOSPC, "No space left on device"),

@@ -169,6 +169,39 @@ def test_a_forged_config_is_a_checkpoint_error_before_the_model_is_built(capsys,
         assert rc == 2 and why in line and "checkpoint" in line, line
 
 
+@pytest.fixture(scope="module")
+def trained_two_layers(tmp_path_factory, text_file):
+    """A 2-step gpt run of 2 blocks: lowering its n_layers leaves every name the config expects present."""
+    out = tmp_path_factory.mktemp("runs") / "gpt2"
+    small = list(SMALL)
+    small[small.index("--n-layers") + 1] = 2
+    assert cli.main([str(a) for a in ("train", "gpt", *small, "--steps", 2, "--eval-every", 2, "--out", out,
+                                      "--data", text_file)]) == 0
+    return out
+
+
+@pytest.mark.parametrize("section, field, value, why", [
+    ("model_config", "n_layers", 1, "n_layers"), ("model_config", "n_layers", 3, "n_layers"),
+    ("model_config", "dropout", float("nan"), "dropout"), ("train_config", "lr", float("nan"), "lr"),
+    ("train_config", "weight_decay", float("nan"), "weight_decay")])
+def test_a_forged_layer_count_or_a_nan_setting_is_refused_before_the_model_is_built(
+        capsys, trained_two_layers, tmp_path, monkeypatch, section, field, value, why):
+    run_dir = tmp_path / "gpt2"
+    shutil.copytree(trained_two_layers, run_dir)
+    ck = run_dir / "checkpoint"
+    meta = json.loads((ck / "checkpoint.json").read_text())
+    assert meta["extra"]["model_config"]["n_layers"] == 2
+    meta["extra"][section][field] = value
+    body = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    meta["meta_sha256"] = checkpoint._sha256(checkpoint._canonical(body))
+    (ck / "checkpoint.json").write_text(json.dumps(meta))
+    monkeypatch.setattr("tinygrad_attn.models.decoder.GPT.__init__", lambda *a, **k: pytest.fail("built a model"))
+    for argv in (("sample",), ("eval",), ("train", "gpt", "--resume", "--steps", 4)):
+        rc, _, err = run(capsys, *argv, "--out", run_dir)
+        line = one_error_line(err)
+        assert rc == 2 and why in line and "checkpoint" in line, line
+
+
 # ---------------------------------------------------------------- 12. one error boundary
 
 def bad_data(tmp_path, kind):

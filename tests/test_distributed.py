@@ -224,6 +224,58 @@ def test_shards_are_disjoint_and_together_the_global_batch():
     assert tga.TinygradAttnError in DistributedError.__mro__
 
 
+class _TwoRanksByHand:
+    """A transport that stands in for a second rank whose gradients are 3x this one's: every bucket
+    it sums comes back as 4x, so the average is 2x, and a parameter it never saw keeps 1x."""
+    size = 2
+
+    def __init__(self):
+        self.summed = []
+
+    def start(self, flat):
+        flat *= 4
+        self.summed.append(flat.size)
+        return object()
+
+    def progress(self, requests):
+        pass
+
+    def wait(self, requests):
+        pass
+
+
+def _layout(case):
+    """Parameters in registration order; backward and the buckets meet them in reverse."""
+    def param(n, dtype=np.float32):
+        return tga.nn.Parameter(tga.zeros(n, dtype=dtype))
+    if case == "first-has-another-dtype":       # the last group is the first parameter, alone
+        return [param(3, np.float64), param(5), param(4)], 1.0
+    if case == "first-is-too-big-to-share":
+        return [param(4096), param(8), param(8)], 16 * 1024 / 2 ** 20
+    if case == "every-parameter-alone":
+        return [param(2), param(3), param(4)], 1e-9
+    return [param(6)], 1.0                      # "one-parameter-model"
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+@pytest.mark.parametrize("case", ["first-has-another-dtype", "first-is-too-big-to-share", "every-parameter-alone",
+                                  "one-parameter-model"])
+def test_buckets_average_every_parameter_whatever_group_comes_last(case, overlap):
+    from tinygrad_attn.distributed.buckets import GradientBuckets
+    params, bucket_mb = _layout(case)
+    transport = _TwoRanksByHand()
+    buckets = GradientBuckets(params, transport, bucket_mb=bucket_mb, overlap=overlap)
+    held = [p for b in buckets.buckets for p in b.params]
+    assert sorted(map(id, held)) == sorted(map(id, params))            # each parameter in exactly one bucket
+    weights = [np.arange(1, p.size + 1, dtype=np.float64) for p in params]
+    sum((p * tga.tensor(w, dtype=p.dtype)).sum() for p, w in zip(params, weights)).backward()
+    buckets.finish()
+    assert sorted(transport.summed) == sorted(b.flat.size for b in buckets.buckets)
+    for p, w in zip(params, weights):
+        np.testing.assert_allclose(p.grad.numpy(), 2 * w, err_msg=f"a parameter of shape {p.shape}")
+        assert p.grad.dtype == p.dtype
+
+
 def _fake_mpiexec(tmp_path, banner):
     exe = tmp_path / "mpiexec"
     exe.write_text(f"#!/bin/sh\necho '{banner}'\n")

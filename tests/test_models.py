@@ -46,6 +46,28 @@ def test_gpt_needs_vocab_size():
         GPT(GPTConfig())
 
 
+def _real_fields(config):
+    """The float-valued settings of a config (the ones a NaN could reach)."""
+    return [name for name, value in config.to_dict().items() if isinstance(value, float)]
+
+
+@pytest.mark.parametrize("kind", ["gpt", "mlm"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_every_real_setting_refuses_nan_and_infinities(kind, bad):
+    preset = get_preset(kind, "tiny")
+    preset.model.vocab_size, preset.model.pad_id = 40, (0 if kind == "mlm" else None)
+    configs = [preset.model.check(), preset.train.check()]
+    names = [(config, name) for config in configs for name in _real_fields(config)]
+    assert {"dropout", "lr", "min_lr_ratio", "weight_decay", "grad_clip"} <= {name for _, name in names}
+    for config, name in names:
+        if bad == float("inf") and name == "grad_clip":
+            continue                                      # an infinite clip is "do not clip"
+        with pytest.raises(tga.ConfigError, match=name):
+            config.replace(**{name: bad}).check()
+    with pytest.raises(tga.ConfigError, match="betas"):
+        preset.train.replace(betas=(0.9, bad)).check()
+
+
 # ---------------------------------------------------------------- decoder
 
 def test_gpt_logits_shape_and_tied_head(device):
@@ -175,6 +197,14 @@ def test_sample_token_respects_top_k_and_top_p():
     assert draws == {0, 1, 2}
     counts = np.bincount([sample_token(logits, rng) for _ in range(4000)], minlength=5) / 4000
     np.testing.assert_allclose(counts, np.exp(logits), atol=0.03)
+
+
+@pytest.mark.parametrize("setting", [dict(temperature=float("nan")), dict(temperature=-0.5),
+                                     dict(top_p=float("nan")), dict(top_p=0.0), dict(top_p=1.5)])
+def test_sample_token_refuses_a_temperature_or_top_p_out_of_range(setting):
+    name = next(iter(setting))
+    with pytest.raises(ValueError, match=name):
+        sample_token(np.zeros(4), np.random.default_rng(0), **setting)
 
 
 # ---------------------------------------------------------------- encoder

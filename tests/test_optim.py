@@ -242,3 +242,47 @@ def test_clip_scales_gradients_that_share_one_array_once():
     optim.clip_grad_norm_([a, b], 1.0)
     np.testing.assert_allclose(a.grad.numpy(), 1 / np.sqrt(6), rtol=1e-5)
     np.testing.assert_allclose(b.grad.numpy(), 1 / np.sqrt(6), rtol=1e-5)
+
+
+def test_clip_grad_norm_of_float16_gradients_whose_squares_overflow_float16(device):
+    # 300^2 = 9e4 is past float16's largest finite value (65504): the squares must be summed wider
+    dtype = np.float16
+    grads = [np.full((4, 3), 300.0), np.array([-250.0, 120.0, 0.5])]
+    params = [nn.Parameter(tga.zeros(*g.shape, dtype=dtype, device=device)) for g in grads]
+    for p, g in zip(params, grads):
+        p.grad = tga.tensor(g, dtype=dtype, device=device)
+    stored = [p.grad.numpy().astype(np.float64) for p in params]
+    expected = math.sqrt(sum(float((g ** 2).sum()) for g in stored))
+    total = optim.clip_grad_norm_(params, 1.0)
+    assert total == pytest.approx(expected, rel=1e-3)
+    for p, g in zip(params, stored):
+        assert p.grad.dtype == p.dtype
+        np.testing.assert_allclose(p.grad.numpy().astype(np.float64), g / expected, rtol=1e-2, atol=1e-4)
+    assert np.abs(params[0].grad.numpy().astype(np.float64)).min() > 0   # scaled, not zeroed
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("make", [
+    lambda ps: optim.SGD(ps, lr=NAN), lambda ps: optim.SGD(ps, lr=0.1, momentum=NAN),
+    lambda ps: optim.SGD(ps, lr=0.1, weight_decay=NAN), lambda ps: optim.SGD(ps, lr=INF),
+    lambda ps: optim.Adam(ps, lr=NAN), lambda ps: optim.AdamW(ps, lr=NAN), lambda ps: optim.AdamW(ps, eps=NAN),
+    lambda ps: optim.AdamW(ps, weight_decay=NAN), lambda ps: optim.Adam(ps, betas=(0.9, NAN)),
+    lambda ps: optim.AdamW([{"params": ps, "lr": NAN}], lr=1e-3), lambda ps: optim.Adam(ps, lr=-1.0),
+], ids=["sgd-lr", "sgd-momentum", "sgd-wd", "sgd-lr-inf", "adam-lr", "adamw-lr", "adamw-eps", "adamw-wd",
+        "adam-beta2", "group-lr", "adam-negative-lr"])
+def test_optimizer_hyperparameters_that_are_nan_inf_or_negative_are_refused(make):
+    with pytest.raises(tga.ConfigError, match="invalid") as info:
+        make([nn.Parameter(tga.zeros(2))])
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("max_norm", [NAN, -1.0, "1"])
+def test_clip_grad_norm_refuses_a_max_norm_that_is_not_a_number_at_least_0(max_norm):
+    p = nn.Parameter(tga.zeros(2))
+    p.grad = tga.ones(2)
+    with pytest.raises(tga.ConfigError, match="max_norm"):
+        optim.clip_grad_norm_([p], max_norm)
+    assert optim.clip_grad_norm_([p], INF) == pytest.approx(math.sqrt(2))   # inf: measure only
+    np.testing.assert_array_equal(p.grad.numpy(), [1.0, 1.0])

@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from .backend import get_backend
-from .errors import CheckpointError, NonFiniteError
+from .errors import CheckpointError, ConfigError, NonFiniteError
 from .tensor import Tensor, _is_float
 
 
@@ -57,7 +57,19 @@ class Optimizer:
                 raise ValueError(f"{type(self).__name__}: a parameter of shape {p.shape} appears in more than one group")
             seen.add(id(p))
         full = {**self.defaults, **{k: v for k, v in group.items() if k != "params"}, "params": params}
+        self._check_group(full)
         self.param_groups.append(full)
+
+    def _check_group(self, group: dict) -> None:
+        """Raise ConfigError for a hyperparameter out of range (subclasses name theirs)."""
+
+    def _require(self, group: dict, **rules) -> None:
+        # `not low <= v`, never `v < low`: NaN fails every comparison and must not slip through
+        bad = [f"{name}={group[name]!r} (expected a finite number >= {low})" for name, low in rules.items()
+               if isinstance(group[name], bool) or not isinstance(group[name], (int, float))
+               or not math.isfinite(group[name]) or not low <= group[name]]
+        if bad:
+            raise ConfigError(f"{type(self).__name__}: invalid {', '.join(bad)}")
 
     def _params(self):
         return [p for g in self.param_groups for p in g["params"]]
@@ -149,11 +161,12 @@ class SGD(Optimizer):
     buf = momentum * buf + g (buf = g at the first step), d = g + momentum * buf (Nesterov) or buf."""
 
     def __init__(self, params, lr: float, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0):
-        if lr < 0 or momentum < 0 or weight_decay < 0:
-            raise ValueError(f"SGD: lr, momentum and weight_decay must be >= 0, got {lr}, {momentum}, {weight_decay}")
-        if nesterov and momentum == 0:
-            raise ValueError("SGD: nesterov=True needs momentum > 0")
         super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay))
+
+    def _check_group(self, group):
+        self._require(group, lr=0, momentum=0, weight_decay=0)
+        if group["nesterov"] and group["momentum"] == 0:
+            raise ConfigError("SGD: nesterov=True needs momentum > 0")
 
     def _update(self, p, g, state, group, xp):
         if group["weight_decay"]:
@@ -176,10 +189,14 @@ class Adam(Optimizer):
     decoupled = False
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0):
-        b1, b2 = betas
-        if lr < 0 or eps < 0 or weight_decay < 0 or not (0 <= b1 < 1 and 0 <= b2 < 1):
-            raise ValueError(f"{type(self).__name__}: invalid lr={lr}, betas={betas}, eps={eps} or weight_decay={weight_decay}")
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+
+    def _check_group(self, group):
+        self._require(group, lr=0, eps=0, weight_decay=0)
+        betas = group["betas"]
+        if not (isinstance(betas, (tuple, list)) and len(betas) == 2 and all(0 <= b < 1 for b in betas)):
+            raise ConfigError(f"{type(self).__name__}: invalid betas={betas!r} (expected two numbers in [0, 1))")
+        group["betas"] = tuple(betas)
 
     def _update(self, p, g, state, group, xp):
         lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
@@ -321,6 +338,8 @@ def clip_grad_norm_(params, max_norm: float, error_if_nonfinite: bool = False) -
     as in PyTorch (nothing passes unscaled), or raises NonFiniteError with
     `error_if_nonfinite=True`.
     """
+    if isinstance(max_norm, bool) or not isinstance(max_norm, (int, float)) or not max_norm >= 0:  # NaN too
+        raise ConfigError(f"clip_grad_norm_: max_norm must be a number >= 0 (inf: only measure), got {max_norm!r}")
     params = [p for p in ([params] if isinstance(params, Tensor) else params) if p.grad is not None]
     if not params:
         return 0.0

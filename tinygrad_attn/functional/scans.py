@@ -118,12 +118,18 @@ def _scan(xp, pick, a, axis):
 
 
 def argsort(x, axis=-1, descending=False, dim=None):
-    """Indices that sort along `axis` (stable)."""
+    """Indices that sort along `axis` (stable: equal values keep their order; NaN sorts as the largest)."""
     ax = _axis("argsort", axis, dim, x.ndim)
     xp = x.backend.xp
-    data = -x.data if descending and x.dtype.kind != "b" else x.data
-    idx = xp.argsort(data, axis=ax, kind="stable") if x.ndim else xp.zeros((), dtype=np.int64)
-    return _index_tensor(x, idx)
+    if x.ndim == 0:
+        return _index_tensor(x, xp.zeros((), dtype=np.int64))
+    if not descending:
+        return _index_tensor(x, xp.argsort(x.data, axis=ax, kind="stable"))
+    # descending, without negating (which breaks bool, unsigned and the most negative integer):
+    # the ascending stable order of the reversed axis, read backwards, keeps equal values first to last
+    n = x.shape[ax]
+    backwards = xp.flip(xp.argsort(xp.flip(x.data, axis=ax), axis=ax, kind="stable"), axis=ax)
+    return _index_tensor(x, (n - 1) - backwards)
 
 
 def sort(x, axis=-1, descending=False, dim=None):
