@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 from tinygrad_attn import checkpoint
 from tinygrad_attn.errors import CheckpointError, ConfigError, DataError, TokenizerError
+from tinygrad_attn.files import open_regular
 from tinygrad_attn.tokenizers import load_tokenizer
 from tinygrad_attn.train import CHECKPOINT_DIR
 
@@ -110,7 +111,7 @@ def load_run_tokenizer(out_dir, config, extra: dict):
 
 def _file_sha256(path: str) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path, "data file", DataError) as f:   # a FIFO or /dev/zero would never end
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

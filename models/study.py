@@ -10,7 +10,6 @@ loaded from there next time. `random` gives the same architecture with untrained
 """
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ import tinygrad_attn as tga
 from tinygrad_attn import checkpoint
 from tinygrad_attn.errors import TinygradAttnError
 from tinygrad_attn.tokenizers import build_tokenizer
-from tinygrad_attn.train import CHECKPOINT_DIR, METRICS_FILE
+from tinygrad_attn.train import CHECKPOINT_DIR, read_metrics
 
 from .cli import load_corpus
 from .config import get_preset
@@ -40,10 +39,7 @@ class StudyModel:
 
 
 def _last_eval_loss(run: Path):
-    path = run / METRICS_FILE
-    if not path.exists():
-        return None
-    evals = [r["eval_loss"] for r in map(json.loads, path.read_text().splitlines()) if "eval_loss" in r]
+    evals = [r["eval_loss"] for r in read_metrics(run) if isinstance(r.get("eval_loss"), (int, float))]
     return evals[-1] if evals else None
 
 

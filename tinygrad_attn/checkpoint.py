@@ -45,6 +45,8 @@ import numpy as np
 
 from .errors import CheckpointError
 from .filelock import file_lock
+from .files import check_regular, read_regular
+from .safe_json import MAX_JSON_BYTES, loads_json
 
 FORMAT, VERSION = "tinygrad_attn.checkpoint", 1
 MODEL_FILE, OPTIMIZER_FILE, META_FILE = "model.safetensors", "optimizer.safetensors", "checkpoint.json"
@@ -322,14 +324,11 @@ def _check_section(directory: Path, meta: dict, key: str, filename: str) -> dict
 
 def _read_meta(directory: Path) -> dict:
     file = directory / META_FILE
-    if not file.is_file():
-        raise CheckpointError(f"checkpoint {directory}: {META_FILE} is missing")
     try:
-        meta = json.loads(file.read_bytes())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"checkpoint {directory}: {META_FILE} is not valid JSON (truncated or corrupted?): {e}") from None
-    except OSError as e:
-        raise CheckpointError(f"checkpoint {directory}: cannot read {META_FILE}: {e.strerror or e}") from None
+        data = read_regular(file, f"checkpoint {directory}:", CheckpointError, max_bytes=MAX_JSON_BYTES)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {directory}: {META_FILE} is missing") from None
+    meta = loads_json(data, f"checkpoint {directory}: {META_FILE}", CheckpointError)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {directory}: {META_FILE} is not a tinygrad_attn checkpoint")
     if meta.get("version") != VERSION:

@@ -38,6 +38,11 @@ class DataError(TinygradAttnError, ValueError):
     """A training text that is missing, not a file, not UTF-8, empty, too short, or changed since the run began."""
 
 
+class UnsafeFileError(TinygradAttnError, OSError):
+    """A file that is not the kind expected (a FIFO, a device, a directory), larger than a reader
+    allows, or JSON nested deeper than it allows: refused before anything is read or built."""
+
+
 class ConfigError(TinygradAttnError, ValueError):
     """A model or training setting of the wrong type or out of range."""
 

@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
+
+from .errors import TinygradAttnError, UnsafeFileError
+from .files import read_regular
 
 try:
     import fcntl
@@ -56,9 +60,9 @@ class HeldLock:
 
 def read_owner(path) -> str:
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read().strip() or "another process"
-    except OSError:
+        return read_regular(path, "lock file", max_bytes=4096).decode("utf-8", errors="replace").strip() \
+            or "another process"
+    except (OSError, TinygradAttnError):
         return "another process"
 
 
@@ -66,7 +70,19 @@ def try_lock(path, owner: str) -> HeldLock | None:
     """Take an exclusive lock on `path` without waiting and write `owner` into it; None if it is held."""
     if fcntl is None:
         return HeldLock(None)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    # never through a planted link (the owner is written into the file), never blocked by a FIFO
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as e:
+        kind = "a symlink" if os.path.islink(path) else "a directory" if os.path.isdir(path) else None
+        expected = "expected a regular file (the lock, which holds the owner's pid)"
+        raise UnsafeFileError(f"lock file {os.fspath(path)} is {kind}; {expected}" if kind else
+                              f"lock file {os.fspath(path)}: cannot open it: {e.strerror or e}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise UnsafeFileError(f"lock file {os.fspath(path)} is not a regular file (mode {stat.filemode(mode)}); "
+                              f"expected a regular file (the lock, which holds the owner's pid)")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

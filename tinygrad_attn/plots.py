@@ -13,11 +13,12 @@ pixels (no tight bounding box), and every function returns the path it wrote.
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
+
+from .run_dir import read_metrics_file
 
 INSTALL_HINT = "pip install 'tinygrad_attn[plot]'"
 
@@ -176,7 +177,7 @@ def read_metrics(source) -> list:
         path = path / "metrics.jsonl"
     if not path.exists():
         raise FileNotFoundError(f"read_metrics: no training log at {path} (train writes metrics.jsonl into its --out)")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_metrics_file(path)
 
 
 def plot_loss_curve(source, path="loss.png", title: str = "training loss", smooth: float = 0.9, log: bool = False,

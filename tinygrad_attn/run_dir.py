@@ -19,11 +19,15 @@ import time
 import warnings
 from pathlib import Path
 
-from .errors import RunInUseError
+from .errors import RunInUseError, TinygradAttnError, UnsafeFileError
 from .filelock import read_owner, try_lock
+from .files import atomic_write, read_regular
+from .safe_json import loads_json
 
 LOCK_FILE = ".lock"
 METRICS_FILE = "metrics.jsonl"
+MAX_METRICS_BYTES = 1 << 30      # a million steps of ~200-byte records fit five times over
+MAX_RECORD_BYTES = 1 << 20       # one line: a step's scalars are a few hundred bytes
 
 _held: dict[str, list] = {}     # realpath -> [lock, depth]: the CLI and the Trainer nest their holds
 
@@ -58,8 +62,8 @@ def _parse(lines: list[str], file: Path) -> tuple[list[dict], bool]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
-        except ValueError:
+            record = loads_json(line, f"{file} line {number}", max_bytes=MAX_RECORD_BYTES)
+        except TinygradAttnError:
             record = None
         if not isinstance(record, dict):
             warnings.warn(f"{file}: line {number} is not a JSON record (a torn write?); skipped it", stacklevel=3)
@@ -69,12 +73,28 @@ def _parse(lines: list[str], file: Path) -> tuple[list[dict], bool]:
     return records, clean
 
 
+def _lines(file: Path) -> list[str] | None:
+    """The lines of a metrics log, None when there is none; UnsafeFileError if it is not a regular file."""
+    try:
+        data = read_regular(file, "metrics log", UnsafeFileError, max_bytes=MAX_METRICS_BYTES)
+    except FileNotFoundError:
+        return None
+    return data.decode("utf-8", errors="replace").splitlines()
+
+
+def read_metrics_file(file) -> list[dict]:
+    """The records of one metrics.jsonl file (FileNotFoundError if missing); bad lines skipped with a warning."""
+    lines = _lines(Path(file))
+    if lines is None:
+        raise FileNotFoundError(f"no metrics log at {file}")
+    return _parse(lines, Path(file))[0]
+
+
 def read_metrics(out_dir) -> list[dict]:
     """The records of `out_dir/metrics.jsonl`, in order; a torn or garbled line is skipped with a warning."""
     file = Path(out_dir) / METRICS_FILE
-    if not file.exists():
-        return []
-    return _parse(file.read_text(encoding="utf-8", errors="replace").splitlines(), file)[0]
+    lines = _lines(file)
+    return [] if lines is None else _parse(lines, file)[0]
 
 
 def keep_metrics_through(out_dir, step: int) -> None:
@@ -82,13 +102,11 @@ def keep_metrics_through(out_dir, step: int) -> None:
 
     Called when training (re)starts, so the log always matches the checkpoint it continues."""
     file = Path(out_dir) / METRICS_FILE
-    if not file.exists():
+    lines = _lines(file)
+    if lines is None:
         return
-    lines = file.read_text(encoding="utf-8", errors="replace").splitlines()
     records, clean = _parse(lines, file)
     kept = [r for r in records if isinstance(r.get("step"), int) and r["step"] <= step]
     if clean and len(kept) == len(records):
         return
-    tmp = file.with_name(f".{METRICS_FILE}.tmp-{os.getpid()}")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
-    os.replace(tmp, file)
+    atomic_write(file, "".join(json.dumps(r) + "\n" for r in kept))

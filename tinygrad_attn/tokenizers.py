@@ -28,6 +28,8 @@ from collections import Counter
 from typing import Iterable
 
 from .errors import TokenizerError
+from .files import atomic_write, read_regular
+from .safe_json import MAX_JSON_BYTES, loads_json
 
 # Pre-tokenizer: a word keeps the single space before it (as in GPT-2), digits and
 # punctuation form their own words, whitespace runs stand alone. Every character matches
@@ -100,10 +102,7 @@ class _Tokenizer:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the tokenizer as JSON (no pickle); the file is replaced atomically."""
-        tmp = f"{os.fspath(path)}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f)
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(self.to_dict()))
 
     @classmethod
     def load(cls, path: str | os.PathLike):
@@ -415,15 +414,10 @@ def _from_file(path, build):
     """build(dict) from the JSON file at `path`, every failure a TokenizerError that names the file."""
     name = os.fspath(path)
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except OSError as e:
+        raw = read_regular(path, "tokenizer file", TokenizerError, max_bytes=MAX_JSON_BYTES)
+    except OSError as e:  # missing, or no permission
         raise TokenizerError(f"tokenizer file {name}: cannot read it: {e.strerror or e}") from None
-    except UnicodeDecodeError as e:
-        raise TokenizerError(f"tokenizer file {name} is not UTF-8 text (byte {e.start}); "
-                             f"it is corrupted, or not a tokenizer.json") from None
-    except ValueError as e:
-        raise TokenizerError(f"tokenizer file {name} is not valid JSON (truncated or corrupted?): {e}") from None
+    data = loads_json(raw, f"tokenizer file {name}", TokenizerError)
     if not isinstance(data, dict):
         raise TokenizerError(f"tokenizer file {name} holds a JSON {type(data).__name__}, not a tokenizer")
     try:

@@ -23,6 +23,7 @@ import numpy as np
 
 from .errors import GraphError, TinygradAttnError
 from .factories import ones_like
+from .files import atomic_writer
 from .gradients import grad as _grad
 
 RENDERED_FORMATS = ("svg", "png", "pdf")
@@ -119,12 +120,10 @@ def draw_graph(tensor, show_grad_norms: bool = False, path: str | os.PathLike | 
         fallback.write_text(dot_text)
         raise GraphvizNotFoundError(f"draw_graph: cannot write {path} as {format}: Graphviz's `dot` program is not "
                                     f"on PATH; the DOT text is in {fallback}. To render, {INSTALL_HINT}")
-    tmp = path.with_name(path.name + ".tmp")   # a failed render leaves no half-written file at `path`
-    done = subprocess.run([program, f"-T{format}", "-o", str(tmp)], input=dot_text, text=True,
-                          capture_output=True)
-    if done.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        raise TinygradAttnError(f"draw_graph: `dot -T{format}` failed with status {done.returncode}: "
-                                f"{done.stderr.strip()}")
-    os.replace(tmp, path)
+    # dot writes to its stdout, into our own fresh temporary file: a failed render leaves nothing at `path`
+    with atomic_writer(path) as out:
+        done = subprocess.run([program, f"-T{format}"], input=dot_text.encode(), stdout=out, stderr=subprocess.PIPE)
+        if done.returncode != 0:
+            raise TinygradAttnError(f"draw_graph: `dot -T{format}` failed with status {done.returncode}: "
+                                    f"{done.stderr.decode(errors='replace').strip()}")
     return dot_text

@@ -9,6 +9,7 @@ import random
 import re
 
 from ..errors import DataError
+from .text import read_text_chunks
 
 CORPUS_FILE = "shakespeare.txt.gz"
 # Each play in the bundle starts with a line `=== <name> ===` (see scripts/build_corpus.py).
@@ -44,21 +45,15 @@ def corpus_splits(texts: dict[str, str], n_eval_plays: int = 2, seed: int = 0) -
 
 
 def load_text_file(path: str | os.PathLike) -> str:
-    """Read a user's UTF-8 text file (for `--data PATH`); DataError naming the file if it is a
-    directory, unreadable, not UTF-8 or empty (FileNotFoundError if it does not exist)."""
+    """Read a user's UTF-8 text file (for `--data PATH`); DataError naming the file if it is not a
+    regular file, unreadable, not UTF-8 (UTF-16, binary) or empty (FileNotFoundError if it does not exist)."""
     name = os.fspath(path)
-    if os.path.isdir(path):
-        raise DataError(f"load_text_file: {name!r} is a directory; give a UTF-8 text file")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"load_text_file: no such file: {name!r}")
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except UnicodeDecodeError as e:
-        raise DataError(f"load_text_file: {name!r} is not UTF-8 text (byte {e.start} is 0x{e.object[e.start]:02x}); "
-                        f"convert it first, e.g. iconv -f latin1 -t utf-8") from None
-    except OSError as e:
-        raise DataError(f"load_text_file: cannot read {name!r}: {e.strerror or e}") from None
+        text = "".join(read_text_chunks(path))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"load_text_file: no such file: {name!r}") from None
+    except DataError as e:
+        raise DataError(f"load_text_file: {e}") from None
     if not text.strip():
         raise DataError(f"load_text_file: {name!r} is empty; it needs some text to train on")
     return text

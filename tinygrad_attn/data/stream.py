@@ -21,6 +21,8 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from ..errors import DataError
+from ..files import atomic_writer
+from .text import read_text_chunks
 
 CHUNK_CHARS = 1 << 20    # ~1 M characters per chunk: big enough to be fast, small next to any corpus
 _BOUNDARY = re.compile(r"\S\s")
@@ -50,10 +52,6 @@ class TextFile:
     def __init__(self, path, eval_fraction: float = 0.1, chunk_chars: int = CHUNK_CHARS):
         self.path, self.chunk_chars = os.fspath(path), chunk_chars
         name = self.path
-        if os.path.isdir(name):
-            raise DataError(f"{name!r} is a directory; give a UTF-8 text file")
-        if not os.path.isfile(name):
-            raise FileNotFoundError(f"no such file: {name!r}")
         n_chars, blank = 0, True
         for chunk in self._read():
             n_chars += len(chunk)
@@ -67,20 +65,15 @@ class TextFile:
                             f"held-out text")
 
     def _read(self) -> Iterator[str]:
-        carry, offset = "", 0
+        carry = ""
         try:
-            with open(self.path, encoding="utf-8") as f:
-                while block := f.read(self.chunk_chars):
-                    offset += len(block)
-                    block = carry + block
-                    cut = _last_word_boundary(block)
-                    carry = block[cut:]
-                    yield block[:cut]
-        except UnicodeDecodeError as e:
-            raise DataError(f"{self.path!r} is not UTF-8 text (near character {offset}: byte "
-                            f"0x{e.object[e.start]:02x}); convert it first, e.g. iconv -f latin1 -t utf-8") from None
-        except OSError as e:
-            raise DataError(f"cannot read {self.path!r}: {e.strerror or e}") from None
+            for block in read_text_chunks(self.path, self.chunk_chars):
+                block = carry + block
+                cut = _last_word_boundary(block)
+                carry = block[cut:]
+                yield block[:cut]
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no such file: {self.path!r}") from None
         if carry:
             yield carry
 
@@ -125,17 +118,11 @@ def encode_to_file(tokenizer, chunks: Iterable[str], file) -> np.ndarray:
     file = Path(file)
     file.parent.mkdir(parents=True, exist_ok=True)
     dtype = token_dtype(tokenizer.vocab_size)
-    tmp = file.with_name(f".{file.name}.tmp-{os.getpid()}")
     count = 0
-    try:
-        with open(tmp, "wb") as f:
-            for ids in _encoded(tokenizer, chunks, dtype):
-                f.write(ids.tobytes())
-                count += len(ids)
-        os.replace(tmp, file)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_writer(file) as f:
+        for ids in _encoded(tokenizer, chunks, dtype):
+            f.write(ids.tobytes())
+            count += len(ids)
     return load_token_file(file, dtype) if count else np.zeros(0, dtype=dtype)
 
 
