@@ -84,6 +84,8 @@ def main(argv=None):
                     for s in names[i % len(names):] + names[:i % len(names)]:  # who goes first rotates
                         times[s] += _run(s, bench_cpu.CASES[letter], args.steps, args.threads)
                 rows.append((hogs, letter, {s: statistics.median(t) * 1e3 for s, t in times.items()}))
+                print(f"{hogs} neighbours, case {letter}: " + ", ".join(f"{s} {v:.1f} ms" for s, v in rows[-1][2].items()),
+                      flush=True)  # as it goes: a run cut short keeps what it measured
         finally:
             for n in neighbours:
                 n.terminate()
