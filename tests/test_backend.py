@@ -6,6 +6,8 @@ import math
 import os
 import subprocess
 import sys
+import threading
+import time
 import types
 
 import numpy as np
@@ -507,3 +509,18 @@ def test_row_kernels_take_empty_arrays():
     z = tga.zeros((2, 0, 4), requires_grad=True)
     tga.nn.LayerNorm(4)(z).sum().backward()
     assert z.grad.shape == (2, 0, 4)
+
+
+def test_the_blocks_go_to_whichever_thread_is_free_and_a_busy_one_holds_nobody_back():
+    from tinygrad_attn.backend.cpu_threads import BlockThreads
+    workers = BlockThreads()
+    workers.threads = 2
+    assert workers.map(lambda b: b * 2, list(range(8))) == list(range(0, 16, 2))  # starts the pool's thread
+    release = threading.Event()
+    threading.Timer(3.0, release.set).start()  # a held-back caller would be let go after 3 s
+    workers._pool.submit(release.wait)  # the pool's one thread is busy elsewhere (another job has its core)
+    start = time.perf_counter()
+    assert workers.map(lambda b: b + 1, list(range(8))) == list(range(1, 9))
+    assert time.perf_counter() - start < 1.5, "the caller waited for a thread that never took a block"
+    release.set()
+
