@@ -110,7 +110,48 @@ OWN = [
              "generate slides its window one token early: the full context is never used"),
 ]
 
-SETS = {"own": OWN, "issue23": ISSUE23}
+# A second round of our own, aimed at what the first round's 10-of-10 suggests the suite may not
+# look at: edges of ranges, modes left behind, guards of rare failures.
+OWN2 = [
+    Mutation("mlm-window-never-reaches-end", "tinygrad_attn/batching.py",
+             "starts = rng.integers(0, len(ids) - body + 1, size=batch_size)",
+             "starts = rng.integers(0, len(ids) - body, size=batch_size)",
+             "MLM batches never draw the corpus's last window (off by one)"),
+    Mutation("mlm-sep-hidden", "tinygrad_attn/batching.py",
+             "attention_mask = positions[None, :] < (lengths[:, None] + 2)",
+             "attention_mask = positions[None, :] < (lengths[:, None] + 1)",
+             "MLM attention_mask hides each row's [SEP] as if it were padding"),
+    Mutation("forced-mask-may-pick-specials", "tinygrad_attn/batching.py",
+             "scores = np.where(maskable, rng.random(ids.shape), -1.0)", "scores = rng.random(ids.shape)",
+             "a row that drew no target gets one at any position, [CLS]/[SEP]/padding included"),
+    Mutation("tied-head-decays", "tinygrad_attn/optim.py",
+             "(decay if id(p) in linear and id(p) not in embedding else no_decay)",
+             "(decay if id(p) in linear else no_decay)",
+             "a weight tied between the embedding and the output head gets weight decay"),
+    Mutation("sgd-momentum-as-average", "tinygrad_attn/optim.py",
+             'buf = state["momentum_buffer"] = g.copy()', 'buf = state["momentum_buffer"] = (1 - mu) * g',
+             "SGD's first momentum buffer is (1 - momentum) g, as if it were an average"),
+    Mutation("trainer-inf-gradient-passes", "tinygrad_attn/train.py",
+             "if not math.isfinite(grad_norm):", "if math.isnan(grad_norm):",
+             "the trainer's guard lets an infinite gradient norm through to the update"),
+    Mutation("generate-leaves-model-training", "models/decoder.py",
+             "self.train(was_training)", "self.train(True)",
+             "generate on a model in eval mode leaves it in training mode (dropout on afterwards)"),
+    Mutation("eval-mode-not-recursive", "tinygrad_attn/nn/module.py",
+             "for m in self.modules():\n            object.__setattr__(m, \"training\", bool(mode))",
+             "for m in (self,):\n            object.__setattr__(m, \"training\", bool(mode))",
+             "model.eval() switches the top module only: dropout inside blocks stays on"),
+    Mutation("checkpoint-dtype-unchecked", "tinygrad_attn/checkpoint.py",
+             "    _check_dtypes(directory, arrays, model)\n\n    optim_state = None",
+             "\n    optim_state = None",
+             "loading integer tensors into float parameters is not refused"),
+    Mutation("char-decode-skips-one-more", "tinygrad_attn/tokenizers.py",
+             "if not (skip_specials and i < len(self.specials)):",
+             "if not (skip_specials and i <= len(self.specials)):",
+             "CharTokenizer.decode(skip_specials=True) also drops the first ordinary character"),
+]
+
+SETS = {"own": OWN, "own2": OWN2, "issue23": ISSUE23}
 
 
 def _dirty(file: Path) -> bool:
