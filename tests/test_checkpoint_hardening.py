@@ -188,8 +188,9 @@ def test_integer_tensors_are_refused_for_float_parameters(tmp_path):
     checkpoint.save(tmp_path / "ck", _IntegerWeights(tiny(0)))
     target = tiny(1)
     before = weights(target)
-    with pytest.raises(CheckpointError, match=r"dtypes do not convert: 0\.weight: file int64, model float32"):
+    with pytest.raises(CheckpointError, match="dtypes do not convert") as info:
         checkpoint.load(tmp_path / "ck", target)
+    assert "0.weight: file int64, model float32" in str(info.value)   # names the tensor and both dtypes
     assert same(weights(target), before)
 
 
