@@ -9,7 +9,9 @@ exactly once). The file is always put back (try/finally), and the script refuses
 on a file with uncommitted changes, so an interrupted run cannot leave a bug behind
 unnoticed: `git diff` shows it. Mutations run one after another, never in parallel.
 A mutation is "caught" when pytest exits with failures (exit code 1); any other exit code
-(an error collecting tests, an interrupted run) is reported as such, not as caught.
+(an error collecting tests, an interrupted run) is reported as such, not as caught. The same
+pytest run goes first without any mutation (skip it with --no-baseline): a test that fails
+anyway would make every mutation look caught.
 """
 from __future__ import annotations
 
@@ -159,6 +161,14 @@ def _dirty(file: Path) -> bool:
     return bool(r.stdout.strip())
 
 
+def _pytest(pytest_args: list[str]):
+    env = {**os.environ, "CI": "true"}
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:randomly", *pytest_args],
+                       cwd=ROOT, env=env, capture_output=True, text=True)
+    failed = [line.split(" ")[1] for line in r.stdout.splitlines() if line.startswith("FAILED ")]
+    return r.returncode, failed[0] if failed else None
+
+
 def run_one(m: Mutation, pytest_args: list[str]) -> tuple[str, float]:
     path = ROOT / m.file
     text = path.read_text()
@@ -167,15 +177,12 @@ def run_one(m: Mutation, pytest_args: list[str]) -> tuple[str, float]:
     t0 = time.perf_counter()
     try:
         path.write_text(text.replace(m.original, m.mutated))
-        env = {**os.environ, "CI": "true"}
-        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:randomly", *pytest_args],
-                           cwd=ROOT, env=env, capture_output=True, text=True)
+        code, first_failure = _pytest(pytest_args)
     finally:
         path.write_text(text)
-    verdict = {0: "not caught", 1: "caught"}.get(r.returncode, f"pytest exit {r.returncode}")
-    if r.returncode == 1:
-        failed = [line.split(" ")[1] for line in r.stdout.splitlines() if line.startswith("FAILED ")]
-        verdict += f" by {failed[0]}" if failed else ""
+    verdict = {0: "not caught", 1: "caught"}.get(code, f"pytest exit {code}")
+    if code == 1 and first_failure:
+        verdict += f" by {first_failure}"
     return verdict, time.perf_counter() - t0
 
 
@@ -184,6 +191,7 @@ def main(argv=None) -> int:
     parser.add_argument("--set", choices=sorted(SETS), default="own")
     parser.add_argument("--only", action="append", default=[], help="run only the mutation(s) of this name")
     parser.add_argument("--list", action="store_true", help="list the mutations and exit")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the unmutated run that goes first")
     parser.add_argument("pytest_args", nargs="*", help="after --: what pytest runs (default: the whole suite)")
     args = parser.parse_args(argv)
     mutations = [m for m in SETS[args.set] if not args.only or m.name in args.only]
@@ -195,6 +203,12 @@ def main(argv=None) -> int:
     if dirty:
         print(f"refusing to mutate files with uncommitted changes: {', '.join(dirty)}", file=sys.stderr)
         return 2
+    if not args.no_baseline:
+        code, first_failure = _pytest(args.pytest_args)
+        if code != 0:
+            print(f"the unmutated run fails (pytest exit {code}, first: {first_failure}); fix that first",
+                  file=sys.stderr)
+            return 2
     rows = []
     for m in mutations:
         verdict, seconds = run_one(m, args.pytest_args)
