@@ -9,7 +9,9 @@ exactly once). The file is always put back (try/finally), and the script refuses
 on a file with uncommitted changes, so an interrupted run cannot leave a bug behind
 unnoticed: `git diff` shows it. Mutations run one after another, never in parallel.
 A mutation is "caught" when pytest exits with failures (exit code 1); any other exit code
-(an error collecting tests, an interrupted run) is reported as such, not as caught.
+(an error collecting tests, an interrupted run) is reported as such, not as caught. The same
+pytest run goes first without any mutation (skip it with --no-baseline): a test that fails
+anyway would make every mutation look caught.
 """
 from __future__ import annotations
 
@@ -110,12 +112,61 @@ OWN = [
              "generate slides its window one token early: the full context is never used"),
 ]
 
-SETS = {"own": OWN, "issue23": ISSUE23}
+# A second round of our own, aimed at what the first round's 10-of-10 suggests the suite may not
+# look at: edges of ranges, modes left behind, guards of rare failures.
+OWN2 = [
+    Mutation("mlm-window-never-reaches-end", "tinygrad_attn/batching.py",
+             "starts = rng.integers(0, len(ids) - body + 1, size=batch_size)",
+             "starts = rng.integers(0, len(ids) - body, size=batch_size)",
+             "MLM batches never draw the corpus's last window (off by one)"),
+    Mutation("mlm-sep-hidden", "tinygrad_attn/batching.py",
+             "attention_mask = positions[None, :] < (lengths[:, None] + 2)",
+             "attention_mask = positions[None, :] < (lengths[:, None] + 1)",
+             "MLM attention_mask hides each row's [SEP] as if it were padding"),
+    Mutation("forced-mask-may-pick-specials", "tinygrad_attn/batching.py",
+             "scores = np.where(maskable, rng.random(ids.shape), -1.0)", "scores = rng.random(ids.shape)",
+             "a row that drew no target gets one at any position, [CLS]/[SEP]/padding included"),
+    Mutation("tied-head-decays", "tinygrad_attn/optim.py",
+             "(decay if id(p) in linear and id(p) not in embedding else no_decay)",
+             "(decay if id(p) in linear else no_decay)",
+             "a weight tied between the embedding and the output head gets weight decay"),
+    Mutation("sgd-momentum-as-average", "tinygrad_attn/optim.py",
+             'buf = state["momentum_buffer"] = g.copy()', 'buf = state["momentum_buffer"] = (1 - mu) * g',
+             "SGD's first momentum buffer is (1 - momentum) g, as if it were an average"),
+    Mutation("trainer-inf-gradient-passes", "tinygrad_attn/train.py",
+             "if not math.isfinite(grad_norm):", "if math.isnan(grad_norm):",
+             "the trainer's guard lets an infinite gradient norm through to the update"),
+    Mutation("generate-leaves-model-training", "models/decoder.py",
+             "self.train(was_training)", "self.train(True)",
+             "generate on a model in eval mode leaves it in training mode (dropout on afterwards)"),
+    Mutation("eval-mode-not-recursive", "tinygrad_attn/nn/module.py",
+             "for m in self.modules():\n            object.__setattr__(m, \"training\", bool(mode))",
+             "for m in (self,):\n            object.__setattr__(m, \"training\", bool(mode))",
+             "model.eval() switches the top module only: dropout inside blocks stays on"),
+    Mutation("checkpoint-dtype-unchecked", "tinygrad_attn/checkpoint.py",
+             "    _check_dtypes(directory, arrays, model)\n\n    optim_state = None",
+             "\n    optim_state = None",
+             "loading integer tensors into float parameters is not refused"),
+    Mutation("char-decode-skips-one-more", "tinygrad_attn/tokenizers.py",
+             "if not (skip_specials and i < len(self.specials)):",
+             "if not (skip_specials and i <= len(self.specials)):",
+             "CharTokenizer.decode(skip_specials=True) also drops the first ordinary character"),
+]
+
+SETS = {"own": OWN, "own2": OWN2, "issue23": ISSUE23}
 
 
 def _dirty(file: Path) -> bool:
     r = subprocess.run(["git", "status", "--porcelain", "--", str(file)], cwd=ROOT, capture_output=True, text=True)
     return bool(r.stdout.strip())
+
+
+def _pytest(pytest_args: list[str]):
+    env = {**os.environ, "CI": "true"}
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:randomly", *pytest_args],
+                       cwd=ROOT, env=env, capture_output=True, text=True)
+    failed = [line.split(" ")[1] for line in r.stdout.splitlines() if line.startswith("FAILED ")]
+    return r.returncode, failed[0] if failed else None
 
 
 def run_one(m: Mutation, pytest_args: list[str]) -> tuple[str, float]:
@@ -126,15 +177,12 @@ def run_one(m: Mutation, pytest_args: list[str]) -> tuple[str, float]:
     t0 = time.perf_counter()
     try:
         path.write_text(text.replace(m.original, m.mutated))
-        env = {**os.environ, "CI": "true"}
-        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:randomly", *pytest_args],
-                           cwd=ROOT, env=env, capture_output=True, text=True)
+        code, first_failure = _pytest(pytest_args)
     finally:
         path.write_text(text)
-    verdict = {0: "not caught", 1: "caught"}.get(r.returncode, f"pytest exit {r.returncode}")
-    if r.returncode == 1:
-        failed = [line.split(" ")[1] for line in r.stdout.splitlines() if line.startswith("FAILED ")]
-        verdict += f" by {failed[0]}" if failed else ""
+    verdict = {0: "not caught", 1: "caught"}.get(code, f"pytest exit {code}")
+    if code == 1 and first_failure:
+        verdict += f" by {first_failure}"
     return verdict, time.perf_counter() - t0
 
 
@@ -143,6 +191,7 @@ def main(argv=None) -> int:
     parser.add_argument("--set", choices=sorted(SETS), default="own")
     parser.add_argument("--only", action="append", default=[], help="run only the mutation(s) of this name")
     parser.add_argument("--list", action="store_true", help="list the mutations and exit")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the unmutated run that goes first")
     parser.add_argument("pytest_args", nargs="*", help="after --: what pytest runs (default: the whole suite)")
     args = parser.parse_args(argv)
     mutations = [m for m in SETS[args.set] if not args.only or m.name in args.only]
@@ -154,6 +203,12 @@ def main(argv=None) -> int:
     if dirty:
         print(f"refusing to mutate files with uncommitted changes: {', '.join(dirty)}", file=sys.stderr)
         return 2
+    if not args.no_baseline:
+        code, first_failure = _pytest(args.pytest_args)
+        if code != 0:
+            print(f"the unmutated run fails (pytest exit {code}, first: {first_failure}); fix that first",
+                  file=sys.stderr)
+            return 2
     rows = []
     for m in mutations:
         verdict, seconds = run_one(m, args.pytest_args)

@@ -173,6 +173,27 @@ def test_an_edited_extra_is_refused_whatever_became_of_the_signature(tmp_path, s
     assert same(weights(target), before)
 
 
+class _IntegerWeights:
+    """Stands in for a model whose state is integers (another program's file, say), for checkpoint.save."""
+
+    def __init__(self, model):
+        import tinygrad_attn as tga
+        self.state = {k: tga.Tensor((v.numpy() * 100).astype("int64")) for k, v in model.state_dict().items()}
+
+    def state_dict(self):
+        return self.state
+
+
+def test_integer_tensors_are_refused_for_float_parameters(tmp_path):
+    checkpoint.save(tmp_path / "ck", _IntegerWeights(tiny(0)))
+    target = tiny(1)
+    before = weights(target)
+    with pytest.raises(CheckpointError, match="dtypes do not convert") as info:
+        checkpoint.load(tmp_path / "ck", target)
+    assert "0.weight: file int64, model float32" in str(info.value)   # names the tensor and both dtypes
+    assert same(weights(target), before)
+
+
 # ---------------------------------------------------------------- 5. full disk, no permission
 
 @pytest.mark.parametrize("error", [OSError(errno.ENOSPC, "No space left on device"),

@@ -75,6 +75,12 @@ def test_lm_batches_short_corpus():
         lm_batches(np.arange(16), 4, 16, np.random.default_rng(0))
 
 
+def test_lm_batches_draw_every_window_the_corpus_end_included():
+    ids = np.arange(20)                                   # windows of 17 tokens: starts 0, 1, 2, 3
+    x, _ = lm_batches(ids, 400, 16, np.random.default_rng(0))
+    assert set(x[:, 0].tolist()) == {0, 1, 2, 3}
+
+
 def test_lm_eval_batches_cover_corpus_in_order():
     ids = np.arange(101)
     batches = list(lm_eval_batches(ids, batch_size=3, seq_len=10))
@@ -131,6 +137,18 @@ def test_word_starts_and_whole_word_masking():
     # without starts the same draws choose tokens one by one
     _, by_token = mask_tokens(ids, np.random.default_rng(0), MASK, len(texts), SPECIAL_IDS, PAD, 0.15)
     assert ((by_token[:, 1] != IGNORE_INDEX) != (by_token[:, 2] != IGNORE_INDEX)).mean() > 0.1
+
+
+def test_mlm_batches_draw_every_window_the_corpus_end_included():
+    corpus = np.arange(len(SPECIAL_IDS), len(SPECIAL_IDS) + 33)   # 33 tokens, 30 per row: starts 0..3
+    inputs, labels, _ = mlm_batches(corpus, 400, 32, np.random.default_rng(0), CLS, SEP, PAD, MASK, VOCAB,
+                                    SPECIAL_IDS, short_prob=0.0)
+    windows = np.where(labels != IGNORE_INDEX, labels, inputs)[:, 1:-1]    # labels hold what masking hid
+    assert set((windows[:, 0] - len(SPECIAL_IDS)).tolist()) == {0, 1, 2, 3}
+    one = mlm_batches(corpus[:30], 4, 32, np.random.default_rng(0), CLS, SEP, PAD, MASK, VOCAB, SPECIAL_IDS,
+                      short_prob=0.0)                     # exactly one window fits
+    np.testing.assert_array_equal(np.where(one[1] != IGNORE_INDEX, one[1], one[0])[:, 1:-1],
+                                  np.tile(corpus[:30], (4, 1)))
 
 
 def test_mlm_batches_layout():

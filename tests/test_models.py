@@ -207,6 +207,18 @@ def test_sample_token_refuses_a_temperature_or_top_p_out_of_range(setting):
         sample_token(np.zeros(4), np.random.default_rng(0), **setting)
 
 
+@pytest.mark.parametrize("mode", [False, True])
+def test_generate_and_embed_leave_the_model_in_the_mode_they_found(mode):
+    model = tiny_gpt(dropout=0.1)
+    model.train(mode)
+    model.generate([1, 2, 3], 3, seed=0)
+    assert all(m.training == mode for m in model.modules())
+    encoder = tiny_mlm()
+    encoder.train(mode)
+    encoder.embed(ids((5,), low=1))
+    assert all(m.training == mode for m in encoder.modules())
+
+
 # ---------------------------------------------------------------- encoder
 
 def test_mlm_is_bidirectional_and_ignores_padding(device):
