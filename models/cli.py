@@ -446,7 +446,6 @@ def console() -> int:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    tga.keep_freed_host_memory()  # a training process: keep freed activations for the next step
     # every rank reports an error that all ranks raise together (rank 0 prints it); any
     # other error on a rank aborts all of them with its message, so that none waits forever
     report = print if distributed.launched_rank() == 0 else (lambda *a, **k: None)

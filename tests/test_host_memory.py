@@ -42,3 +42,16 @@ def test_the_first_cpu_tensor_applies_the_settings_with_no_call():
 def test_settings_are_accepted_by_glibc_and_refused_elsewhere():
     # the function reports mallopt's own answers: both settings must be values glibc accepts
     assert host_memory._set_glibc_malloc_options() is _is_glibc()
+
+
+def test_the_cli_the_trainer_the_examples_and_the_benchmarks_set_nothing_of_their_own():
+    # the backend's first use is the one place the process settings are made, so that its
+    # opt-out holds for every program and a user's script runs as the trainer does
+    import pathlib
+    root = pathlib.Path(ROOT)
+    files = [root / "tinygrad_attn" / "train.py", *root.glob("models/*.py"), *root.glob("examples/*.py"),
+             *root.glob("benchmarks/our_steps.py")]
+    for path in files:
+        source = path.read_text()
+        assert "keep_freed_host_memory(" not in source, f"{path.name} calls keep_freed_host_memory"
+        assert "OPENBLAS_THREAD_TIMEOUT" not in source, f"{path.name} sets OPENBLAS_THREAD_TIMEOUT"

@@ -38,7 +38,7 @@ import numpy as np
 
 from . import checkpoint
 from .autograd import no_grad
-from .backend import get_backend, keep_freed_host_memory, set_num_threads
+from .backend import get_backend, set_num_threads
 from .backend.cpu_threads import default_threads
 from .errors import CheckpointError, NonFiniteError
 from .optim import clip_grad_norm_
@@ -207,7 +207,6 @@ class Trainer:
 
     def fit(self, resume: bool = False, until: int | None = None) -> list[dict]:
         """Train to `steps` (or stop early after step `until`, saving there); return this call's step records."""
-        keep_freed_host_memory()  # every step reuses the last one's activations: backend/host_memory.py
         # BLAS threads for the CPU's products; ranks on one machine share its cores
         set_num_threads(None if self.parallel is None else max(1, default_threads() // self.parallel.world_size))
         if self.parallel is None:
