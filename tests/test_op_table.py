@@ -64,6 +64,66 @@ def test_second_derivative_matches_differences(device, entry, data):
     gradgradcheck(lambda *t: entry.fn(*t, **params) ** 2, *ts, atol=1e-4, rtol=1e-3, max_elementwise=16)
 
 
+def _first_derivative(entry, params, ts, cotangent, create_graph):
+    """d(sum(fn(ts) * cotangent))/d(ts) as arrays: with create_graph=False the engine may take an op's
+    array-level fast backward, with create_graph=True it must build the Tensor-level one."""
+    out = entry.fn(*ts, **params)
+    loss = (out * tga.Tensor(cotangent, device=out.device)).sum()
+    grads = tga.grad(loss, ts, create_graph=create_graph, allow_unused=True)
+    return [None if g is None else g.numpy() for g in grads]
+
+
+@pytest.mark.parametrize("entry", [e for e in ENTRIES if e.twice and e.differentiable], ids=ids)
+@fixture_ok
+@given(data=st.data())
+def test_create_graph_first_derivative_equals_the_plain_one(device, entry, data):
+    # gradgradcheck differentiates the create_graph derivative, so a Tensor-level backward that
+    # is wrong but differentiable passes it; the plain derivative is the one gradcheck proved
+    arrays, params, ts = draw_case(data, entry, device, small=True)
+    with tga.no_grad():
+        shape = entry.fn(*ts, **params).shape
+    cotangent = np.random.default_rng(5).standard_normal(shape)
+    plain = _first_derivative(entry, params, ts, cotangent, create_graph=False)
+    graphed = _first_derivative(entry, params, ts, cotangent, create_graph=True)
+    for i, (a, b) in enumerate(zip(plain, graphed)):
+        assert (a is None) == (b is None), f"{entry.name}: input {i} has a gradient only one way"
+        if a is not None:
+            np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12, err_msg=f"{entry.name}: input {i}")
+
+
+SAMPLED_SECOND_ORDER = ["tanh", "softmax", "log_softmax", "layer_norm", "matmul", "gelu_tanh", "gelu_exact", "div", "pow",
+                        "logsumexp", "cross_entropy", "scaled_dot_product_attention", "sigmoid"]
+
+
+@pytest.mark.parametrize("entry", [e for e in ENTRIES if e.name in SAMPLED_SECOND_ORDER and e.twice], ids=ids)
+@fixture_ok
+@given(data=st.data())
+def test_hessian_vector_product_equals_differences_of_the_plain_gradient(device, entry, data):
+    # an independent second-order check: the create_graph Hessian-vector product against
+    # central differences of the first derivative computed WITHOUT a graph
+    arrays, params, ts = draw_case(data, entry, device, small=True)
+    with tga.no_grad():
+        shape = entry.fn(*ts, **params).shape
+    rng = np.random.default_rng(6)
+    cotangent = rng.standard_normal(shape)
+    directions = [rng.standard_normal(a.shape) for a in arrays]
+    loss = (entry.fn(*ts, **params) * tga.Tensor(cotangent, device=device)).sum()
+    grads = tga.grad(loss, ts, create_graph=True, allow_unused=True)
+    used = [i for i, g in enumerate(grads) if g is not None]
+    directional = sum((grads[i] * tga.Tensor(directions[i], device=device)).sum() for i in used)
+    hvp = [None if g is None else g.numpy() for g in tga.grad(directional, ts, allow_unused=True)]
+    eps = 1e-5
+
+    def shifted(sign):
+        moved = [T(a + sign * eps * d, device) for a, d in zip(arrays, directions)]
+        return _first_derivative(entry, params, moved, cotangent, create_graph=False)
+    up, down = shifted(+1), shifted(-1)
+    for i in used:
+        numeric = (up[i] - down[i]) / (2 * eps)
+        got = np.zeros_like(numeric) if hvp[i] is None else hvp[i]
+        np.testing.assert_allclose(got, numeric, rtol=1e-3, atol=1e-4, err_msg=f"{entry.name}: input {i}")
+
+
 @pytest.mark.parametrize("entry", [e for e in ENTRIES if e.scalar is not None], ids=ids)
 @fixture_ok
 @given(data=st.data())
