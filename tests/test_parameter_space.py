@@ -161,3 +161,16 @@ def test_nan_sorts_as_the_largest_value_both_ways(device):
     x = np.array([2.0, np.nan, -1.0, 2.0])
     np.testing.assert_array_equal(F.argsort(T(x, device)).numpy(), [2, 0, 3, 1])
     np.testing.assert_array_equal(F.argsort(T(x, device), descending=True).numpy(), [1, 0, 3, 2])
+
+
+def test_logcumsumexp_of_float32_values_far_apart_within_a_row_is_exact_and_finite():
+    # one shift for the whole row (its max) underflows exp(x - max) to 0 in float32 when a row
+    # spans more than ~88: the first entry came out -inf, its gradient NaN
+    row = np.array([[0.0017, 174.0, 0.0126, -1.99], [-300.0, 5.0, 300.0, -2.0]], np.float32)
+    x = tga.Tensor(row, requires_grad=True)
+    y = tga.functional.logcumsumexp(x, axis=1)
+    np.testing.assert_allclose(y.numpy(), np.logaddexp.accumulate(row.astype(np.float64), axis=1), rtol=1e-6)
+    y.sum().backward()
+    expected = np.exp(row.astype(np.float64)[:, :, None] - np.logaddexp.accumulate(row.astype(np.float64), 1)[:, None, :])
+    expected = (expected * np.triu(np.ones((4, 4)))[None]).sum(-1)  # dx_j = sum over i >= j of exp(x_j - y_i)
+    np.testing.assert_allclose(x.grad.numpy(), expected, rtol=1e-5, atol=1e-30)

@@ -149,9 +149,29 @@ def binary_cross_entropy(p, y):
     return -(y * np.maximum(np.log(p), -100) + (1 - y) * np.maximum(np.log1p(-p), -100)).mean()
 
 
-def smooth_l1(a, b, beta=1.0):
+def smooth_l1(a, b, beta=1.0, reduction="mean"):
     d = np.abs(a - b)
-    return np.where(d < beta, 0.5 * d * d / beta, d - 0.5 * beta).mean()
+    loss = np.where(d < beta, 0.5 * d * d / beta, d - 0.5 * beta)
+    return {"mean": np.mean, "sum": np.sum, "none": lambda x: x}[reduction](loss)
+
+
+def div_rounded(a, b, rounding_mode=None):
+    q = np.true_divide(a, b)
+    return {None: q, "trunc": np.trunc(q), "floor": np.floor(q)}[rounding_mode]
+
+
+def stable_argsort(x, axis=-1, descending=False):
+    """Equal values keep their order, ascending or descending (as torch.sort(stable=True)): -x has the same ties."""
+    return np.argsort(-x if descending else x, axis, kind="stable")
+
+
+def topk_indices(x, k, axis=-1, largest=True, sorted=True):  # noqa: A002
+    order = stable_argsort(x, axis, descending=largest)
+    return np.take(order, np.arange(k), axis=axis)
+
+
+def topk(x, k, axis=-1, largest=True, sorted=True):  # noqa: A002
+    return np.take_along_axis(x, topk_indices(x, k, axis, largest, sorted), axis)
 
 
 def layer_norm(x, w, b, eps=1e-3):

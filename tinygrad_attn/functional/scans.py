@@ -12,7 +12,8 @@ from ._common import _axes, _axis, _floating
 from .elementwise import clip, exp, log
 from .nn import softmax
 from .reduce import sum, var, var_mean
-from .shape import gather
+from .maths import logaddexp
+from .shape import cat, gather
 
 
 def _index_tensor(x, array):
@@ -71,13 +72,24 @@ def cumprod(x, axis=0, dim=None):
 
 
 def logcumsumexp(x, axis=0, dim=None):
-    """log(cumsum(exp(x))), shifted by the (constant) max along the axis so that exp stays finite."""
+    """log(cumsum(exp(x))) along `axis`, finite wherever the answer is.
+
+    One shift for the whole axis (its max) underflows: a row [0, 174] in float32 gave -inf for
+    0, since exp(-174) is 0 there. So each position combines with the one `shift` before it by
+    logaddexp, whose shift is per pair, for shift = 1, 2, 4, ... (Hillis-Steele, log2(n) steps of
+    public ops: its gradient and second derivative come with them)."""
     x = _floating(x)
     ax = _axis("logcumsumexp", axis, dim, x.ndim)
-    xp = x.backend.xp
-    top = xp.max(x.data, axis=ax, keepdims=True) if x.ndim else x.data
-    top = Tensor.wrap(xp.where(xp.isfinite(top), top, 0), x.device)
-    return log(cumsum(exp(x - top), ax)) + top
+    if x.ndim == 0:
+        return x
+    n, shift, y = x.shape[ax], 1, x
+
+    def along(start, stop):
+        return (slice(None),) * ax + (slice(start, stop),)
+    while shift < n:
+        y = cat([y[along(0, shift)], logaddexp(y[along(shift, n)], y[along(0, n - shift)])], ax)
+        shift *= 2
+    return y
 
 
 def cummax(x, axis=0, dim=None):

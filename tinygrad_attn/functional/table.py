@@ -23,15 +23,22 @@ from . import references as ref
 class Domain:
     """Where one tensor input is drawn from: uniform in [low, high], at least `min_abs` from 0;
     `grid` "on" or "off" draws from a 0.25 grid or 0.1 off it (for kinks and ties between
-    two inputs), `unique` distinct values (for max/min/sort)."""
+    two inputs), `unique` distinct values (for max/min/sort), `mixed` each value scaled by
+    10^-2..10^2 (rows of very different magnitude: a shift by the global maximum fails there)."""
     low: float = -2.0
     high: float = 2.0
     min_abs: float = 0.0
     grid: str | None = None
     unique: bool = False
+    mixed: bool = False
 
     def strategy(self, shape):
         from ..testing import arrays
+        if self.mixed:
+            from hypothesis import strategies as st
+            from hypothesis.extra import numpy as hnp
+            exponents = hnp.arrays(np.int64, shape, elements=st.integers(-2, 2))
+            return st.tuples(arrays(shape, low=self.low, high=self.high), exponents).map(lambda p: p[0] * 10.0 ** p[1])
         if self.grid:
             from hypothesis import strategies as st
             from hypothesis.extra import numpy as hnp
@@ -45,6 +52,8 @@ class Domain:
         if self.grid:
             steps = rng.integers(round(self.low * 4), round(self.high * 4) + 1, size=shape)
             return steps * 0.25 + (0.1 if self.grid == "off" else 0.0)
+        if self.mixed:
+            return rng.uniform(self.low, self.high, size=shape) * 10.0 ** rng.integers(-2, 3, size=shape)
         if self.unique:
             return rng.permutation(int(np.prod(shape))).reshape(shape) * 0.05 + self.low / 2
         a = rng.uniform(self.low, self.high, size=shape)
@@ -52,6 +61,7 @@ class Domain:
 
 
 ANY = Domain()
+MIXED = Domain(mixed=True)
 POSITIVE = Domain(0.2, 3.0)
 
 
@@ -210,8 +220,9 @@ def _table():
         Op("floor_divide", F.floor_divide, lambda a, b: np.floor_divide(a, b), E, (off,), params=_divisor, layout_params={"b": 0.5}),
         Op("remainder", F.remainder, lambda a, b: np.remainder(a, b), E, (off,), params=_divisor, layout_params={"b": -0.5}),
         Op("fmod", F.fmod, lambda a, b: np.fmod(a, b), E, (off,), params=_divisor, layout_params={"b": 2.0}),
-        Op("div_trunc", lambda a, b: F.div(a, b, rounding_mode="trunc"), lambda a, b: np.trunc(a / b), E, (off,),
-           params=_divisor, layout_params={"b": -0.5}, api="div", method=False),
+        Op("div_rounding", lambda a, b, rounding_mode: F.div(a, b, rounding_mode=rounding_mode), ref.div_rounded, E,
+           (off,), params=_rounding_param, layout_params={"b": -0.5, "rounding_mode": "trunc"}, api="div",
+           method=False),
         # ---- bitwise (integer and boolean inputs, made from the drawn floats)
         *_bitwise_entries(F, E),
         # ---- activations
@@ -222,9 +233,11 @@ def _table():
         Op("gelu_exact", lambda x: F.gelu(x, "none"), ref.gelu_exact, A, (Domain(-4.0, 4.0),), api="gelu"),
         Op("silu", F.silu, lambda x: x * ref.sigmoid(x), A),
         Op("softplus", F.softplus, lambda x: np.logaddexp(0, x), A),
-        Op("softplus_beta", lambda x: F.softplus(x, beta=2.0), lambda x: np.logaddexp(0, 2 * x) / 2, A, api="softplus"),
-        Op("leaky_relu", F.leaky_relu, lambda x: np.where(x > 0, x, 0.01 * x), A, (Domain(min_abs=1e-2),)),
-        Op("elu", F.elu, ref.elu, A, (Domain(min_abs=1e-2),)),
+        Op("softplus_beta", lambda x, beta: F.softplus(x, beta=beta), lambda x, beta: np.logaddexp(0, beta * x) / beta,
+           A, params=_keyword("beta", [0.5, 1.0, 2.0, 5.0]), layout_params={"beta": 2.0}, api="softplus"),
+        Op("leaky_relu", F.leaky_relu, lambda x, negative_slope=0.01: np.where(x > 0, x, negative_slope * x), A,
+           (Domain(min_abs=1e-2),), params=_keyword("negative_slope", [0.01, 0.0, 0.2, 1.5, -0.5])),
+        Op("elu", F.elu, ref.elu, A, (Domain(min_abs=1e-2),), params=_keyword("alpha", [1.0, 0.5, 2.0])),
         Op("selu", F.selu, lambda x: ref.SELU_SCALE * ref.elu(x, ref.SELU_ALPHA), A, (Domain(min_abs=1e-2),)),
         Op("celu", lambda x: F.celu(x, 0.5), lambda x: np.where(x > 0, x, 0.5 * np.expm1(x / 0.5)), A,
            (Domain(min_abs=1e-2),), api="celu"),
@@ -244,7 +257,7 @@ def _table():
         Op("var", F.var, np.var, R, shapes=_var_shape,
            params=lambda draw, shapes: {**_axis_param(draw, shapes, none=True), "ddof": draw(_sampled([0, 1]))},
            layout_params={"axis": 1, "ddof": 1}),
-        Op("logsumexp", F.logsumexp, ref.logsumexp, R, params=_axis_param, layout_params={"axis": (0, 1)}),
+        Op("logsumexp", F.logsumexp, ref.logsumexp, R, (MIXED,), params=_axis_param, layout_params={"axis": (0, 1)}),
         Op("prod", F.prod, np.prod, R, (Domain(-1.5, 1.5, grid="on"),), params=_axis_param,  # zeros included
            layout_params={"axis": 1}),
         Op("std", F.std, np.std, R, (Domain(unique=True),), shapes=_var_shape,  # distinct: std > 0
@@ -265,7 +278,7 @@ def _table():
            layout_params={"axis": 1}),
         Op("cumprod", F.cumprod, lambda x, axis: np.cumprod(x, axis), R, (Domain(-1.5, 1.5, grid="on"),),
            shapes=_rows, params=_last_axis_param, layout_params={"axis": 1}),
-        Op("logcumsumexp", F.logcumsumexp, lambda x, axis: np.logaddexp.accumulate(x, axis), R, shapes=_rows,
+        Op("logcumsumexp", F.logcumsumexp, lambda x, axis: np.logaddexp.accumulate(x, axis), R, (MIXED,), shapes=_rows,
            params=_last_axis_param, layout_params={"axis": 1}),
         Op("cummax", lambda x, axis: F.cummax(x, axis)[0], lambda x, axis: np.maximum.accumulate(x, axis), R,
            (Domain(unique=True),), shapes=_rows, params=_last_axis_param, layout_params={"axis": 1}),
@@ -279,11 +292,15 @@ def _table():
            api="cummin", layout_params={"axis": 1}),
         Op("sort", lambda x, axis, descending: F.sort(x, axis, descending)[0], ref.sort, R, (Domain(unique=True),),
            shapes=_rows, params=_sort_param, layout_params={"axis": 1, "descending": True}),
-        Op("argsort", F.argsort, lambda x, axis: np.argsort(x, axis, kind="stable"), R, (Domain(unique=True),),
-           shapes=_rows, params=_last_axis_param, differentiable=False, twice=False, out_dtype="int64"),
-        Op("topk", lambda x, k: F.topk(x, k)[0], lambda x, k: -np.sort(-x, -1)[..., :k], R, (Domain(unique=True),),
-           shapes=_rows, params=lambda draw, s: {"k": draw(_sampled(list(range(1, s[0][-1] + 1))))},
-           layout_params={"k": 2}),
+        # on the grid, so ties are common: a stable sort keeps equal values in their order either way
+        Op("argsort", F.argsort, ref.stable_argsort, R, (on,), shapes=_rows, params=_sort_param,
+           differentiable=False, twice=False, out_dtype="int64"),
+        Op("topk", lambda x, axis, k, largest, sorted: F.topk(x, k, axis, largest=largest, sorted=sorted)[0], ref.topk, R,
+           (Domain(unique=True),), shapes=_rows, params=_topk_param,
+           layout_params={"axis": 1, "k": 2, "largest": True, "sorted": True}),
+        Op("topk_indices", lambda x, axis, k, largest, sorted: F.topk(x, k, axis, largest=largest, sorted=sorted)[1],
+           ref.topk_indices, R, (on,), shapes=_rows, params=_topk_param, differentiable=False, twice=False,
+           out_dtype="int64", layout_params={"axis": 1, "k": 2, "largest": False, "sorted": True}, api="topk"),
         Op("softmin", F.softmin, lambda x, axis: ref.softmax(-x, axis), R, shapes=_rows, params=_last_axis_param,
            layout_params={"axis": 0}),
         Op("normalize", F.normalize, ref.normalize, R, (Domain(min_abs=0.1),), shapes=_rows, params=_last_axis_param,
@@ -294,6 +311,14 @@ def _table():
            method=False),
         Op("einsum", lambda a, b: F.einsum("bij,bjk->bki", a, b), lambda a, b: np.einsum("bij,bjk->bki", a, b), L,
            (ANY, ANY), _fixed((2, 3, 4), (2, 4, 2)), layout_shapes=((2, 3, 4), (2, 4, 2)), method=False),
+        # every kind of output permutation of one operand: identity, swaps, both 3-cycles, reductions (no '...': unsupported)
+        Op("einsum_permute", lambda x, equation: F.einsum(equation, x), lambda x, equation: np.einsum(equation, x), L,
+           shapes=_fixed((2, 3, 4)), params=_keyword("equation", EINSUM_ONE_OPERAND),
+           layout_shapes=((2, 3, 4),), layout_params={"equation": "ijk->kij"}, api="einsum", method=False),
+        Op("einsum_pair", lambda a, b, equation: F.einsum(equation, a, b),
+           lambda a, b, equation: np.einsum(equation, a, b), L, (ANY, ANY), _fixed((2, 3, 4), (2, 4, 2)),
+           params=_keyword("equation", EINSUM_TWO_OPERANDS), layout_shapes=((2, 3, 4), (2, 4, 2)),
+           layout_params={"equation": "bij,bjk->kbi"}, api="einsum", method=False),
         Op("einsum_diagonal", lambda x: F.einsum("iij->ji", x), lambda x: np.einsum("iij->ji", x), L,
            shapes=_fixed((3, 3, 2)), layout_shapes=((3, 3, 2),), api="einsum", method=False),
         Op("einsum_three", lambda a, b, c: F.einsum("ijk,jl,lk->i", a, b, c),
@@ -354,7 +379,7 @@ def _table():
         # ---- neural-network functions
         Op("softmax", lambda x, mask=None: F.softmax(x, -1, mask=mask), ref.softmax, N, shapes=_rows,
            params=_maybe(_mask_param("mask")), layout_params={"mask": MASK34}),
-        Op("log_softmax", F.log_softmax, ref.log_softmax, N, shapes=_rows, params=_last_axis_param,
+        Op("log_softmax", F.log_softmax, ref.log_softmax, N, (MIXED,), shapes=_rows, params=_last_axis_param,
            layout_params={"axis": 0}),
         Op("cross_entropy", F.cross_entropy, ref.cross_entropy, N, shapes=_logits, params=_targets_param,
            layout_params={"targets": np.array([3, -100, 1]), "label_smoothing": 0.1}, method=False),
@@ -368,9 +393,11 @@ def _table():
            lambda x, y: ref.binary_cross_entropy(ref.sigmoid(x), y), N, (ANY, Domain(0.0, 1.0)), method=False),
         Op("mse_loss", F.mse_loss, lambda a, b: ((a - b) ** 2).mean(), N, (ANY, ANY), method=False),
         Op("l1_loss", F.l1_loss, lambda a, b: np.abs(a - b).mean(), N, (off, on), method=False),
-        Op("smooth_l1_loss", F.smooth_l1_loss, ref.smooth_l1, N, (off, on), method=False),
-        Op("huber_loss", lambda a, b: F.huber_loss(a, b, delta=0.5), lambda a, b: 0.5 * ref.smooth_l1(a, b, 0.5), N,
-           (off, on), method=False, api="huber_loss"),
+        Op("smooth_l1_loss", F.smooth_l1_loss, ref.smooth_l1, N, (off, on), method=False,
+           params=_reduction_and("beta", [1.0, 0.5, 2.0])),
+        Op("huber_loss", F.huber_loss, lambda a, b, reduction, delta: delta * ref.smooth_l1(a, b, delta, reduction), N,
+           (off, on), method=False, params=_reduction_and("delta", [1.0, 0.5, 2.0]),
+           layout_params={"reduction": "mean", "delta": 0.5}),
         Op("layer_norm", lambda x, w, b: F.layer_norm(x, w, b, 1e-3), ref.layer_norm, N,
            (ANY, Domain(0.5, 2.0), ANY), "rows", rtol=1e-7, atol=1e-9, grad_tol=(1e-4, 1e-3),
            layout_shapes=((3, 4), (4,), (4,)), method=False),
@@ -484,6 +511,31 @@ def _repeat_interleave_param(draw, shapes):
     nd = len(shapes[0])
     axis = draw(st.one_of(st.none(), st.integers(-nd, nd - 1))) if nd else None
     return {"repeats": draw(st.integers(1, 3)), "axis": axis}
+
+
+EINSUM_ONE_OPERAND = ["ijk->ijk", "ijk->ikj", "ijk->jik", "ijk->kji", "ijk->kij", "ijk->jki",
+                      "ijk->ki", "ijk->kj", "ijk->j", "ijk->", "jik->kij"]
+EINSUM_TWO_OPERANDS = ["bij,bjk->bik", "bij,bjk->bki", "bij,bjk->kbi", "bij,bjk->ikb", "bij,bjk->ib",
+                       "bij,bjk->", "bij,bjk->bijk", "bij,bjk->jkbi"]
+
+
+def _keyword(name, values):
+    """A params draw of one keyword over its listed values."""
+    return lambda draw, shapes: {name: draw(_sampled(values))}
+
+
+def _reduction_and(name, values):
+    return lambda draw, shapes: {"reduction": draw(_sampled(["mean", "sum", "none"])), name: draw(_sampled(values))}
+
+
+def _rounding_param(draw, shapes):
+    return {**_divisor(draw, shapes), "rounding_mode": draw(_sampled([None, "trunc", "floor"]))}
+
+
+def _topk_param(draw, shapes):
+    axis = _last_axis_param(draw, shapes)
+    return {**axis, "k": draw(_sampled(list(range(0, shapes[0][axis["axis"]] + 1)))),
+            "largest": draw(_sampled([True, False])), "sorted": draw(_sampled([True, False]))}
 
 
 def _sort_param(draw, shapes):
