@@ -249,7 +249,7 @@ def _load_for(command: str, args):
 
 def cmd_sample(args) -> int:
     run = _load_for("sample", args)
-    prompt = args.prompt.encode().decode("unicode_escape") if args.escapes else args.prompt
+    prompt = _prompt(args.prompt, args.escapes)
     prompt_ids = run.tokenizer.encode(prompt)
     if not prompt_ids:
         raise CLIError("--prompt is empty; give at least one character")
@@ -257,6 +257,22 @@ def cmd_sample(args) -> int:
                              top_p=args.top_p, seed=args.seed, use_cache=not args.no_cache)
     print(run.tokenizer.decode(ids))
     return 0
+
+
+def _prompt(text: str, escapes: bool) -> str:
+    """--prompt as text: not valid UTF-8 (argv's undecodable bytes) is an error, and with --escapes
+    only the escapes change (café stays café; the bytes of a non-Latin-1 character round-trip too)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise CLIError("--prompt is not valid UTF-8; pass the text in UTF-8 (see `locale`)") from None
+    if not escapes:
+        return text
+    try:
+        return text.encode("latin-1", "backslashreplace").decode("unicode_escape")
+    except UnicodeDecodeError as e:
+        raise CLIError(f"--prompt has a bad escape at character {e.start}: {text[e.start:e.end + 2]!r}; "
+                       rf"write \\ for a backslash") from None
 
 
 def corpus_words(chunks, min_count: int = 25) -> set:
@@ -294,6 +310,7 @@ def cmd_eval(args) -> int:
     data = args.data or data_source(run.extra, args.allow_data_change, warn)
     ids = encode_chunks(run.tokenizer, load_corpus(data).chunks("eval"))
     _check_long_enough(ids, "held-out", kind.context(config), data)
+    _warn_if_unknown(ids, run.tokenizer, data)
     unigram_id = None
     if kind.unigram_baseline:
         unigram_id = most_frequent_token(encode_chunks(run.tokenizer, load_corpus(data).chunks("train")), run.tokenizer)
@@ -308,6 +325,20 @@ def cmd_eval(args) -> int:
               f"{run.tokenizer.id_to_token(unigram_id)!r}, the most frequent training token) "
               f"{100 * result['unigram_acc']:.1f}%")
     return 0
+
+
+UNKNOWN_WARN_RATE = 0.05  # above this a loss or accuracy describes [UNK] more than the text
+
+
+def _warn_if_unknown(ids, tokenizer, data: str) -> None:
+    """Warn when many held-out tokens are [UNK]: predicting [UNK] is easy, so the numbers flatter the model."""
+    unk = tokenizer.special_ids.get("[UNK]")
+    if unk is None or len(ids) == 0:
+        return
+    rate = float((ids == unk).mean())
+    if rate > UNKNOWN_WARN_RATE:
+        warn(f"{100 * rate:.1f}% of the held-out tokens of {data} are [UNK] (text the tokenizer does not know); "
+             f"the loss and accuracy below measure [UNK] more than the text")
 
 
 def _token_masking(config, whole_words: bool = False):

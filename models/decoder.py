@@ -153,9 +153,14 @@ def sample_token(logits, rng: np.random.Generator, temperature: float = 1.0, top
         raise ValueError(f"sample: temperature must be >= 0, got {temperature}")
     if top_p is not None and not 0.0 < top_p <= 1.0:
         raise ValueError(f"sample: top_p must be in (0, 1], got {top_p}")
+    if not np.all(np.isfinite(logits)):
+        raise ValueError("sample: the logits are not all finite (NaN or inf): are the weights corrupt?")
     if temperature == 0:
         return int(np.argmax(logits))
-    logits = logits / temperature
+    # shifted by the max before the division, so a tiny temperature (1e-320) sends the others to
+    # -inf (probability 0) and the max stays 0, where dividing first made inf - inf = NaN
+    with np.errstate(over="ignore"):
+        logits = (logits - logits.max()) / temperature
     if top_k is not None and top_k < logits.size:
         if top_k < 1:
             raise ValueError(f"sample: top_k must be >= 1, got {top_k}")

@@ -161,4 +161,17 @@ def load_run(out_dir, device: str = "cpu") -> Run:
     tokenizer = load_run_tokenizer(out_dir, config, extra)
     model = kind.model_cls(config)
     checkpoint.load(Path(out_dir) / CHECKPOINT_DIR, model, map_location=device)
+    _check_finite(model, out_dir)
     return Run(kind.name, model.eval(), tokenizer, extra)
+
+
+def _check_finite(model, out_dir) -> None:
+    """CheckpointError naming the first weight that holds NaN or inf: nothing sampled or evaluated from it means anything."""
+    import numpy as np
+    for name, p in model.named_parameters():
+        values = p.numpy()
+        if not np.all(np.isfinite(values)):
+            bad = "NaN" if np.isnan(values).any() else "inf"
+            raise CheckpointError(f"{Path(out_dir) / CHECKPOINT_DIR}: weight {name} {tuple(values.shape)} holds {bad} "
+                                  f"({int(np.sum(~np.isfinite(values)))} of {values.size} values); the run diverged "
+                                  f"or the file was altered: resume from an earlier checkpoint or train again")

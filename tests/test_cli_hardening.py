@@ -10,6 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import tinygrad_attn as tga
@@ -330,3 +331,56 @@ def test_a_symlinked_checkpoint_directory_survives_training_and_resume(capsys, t
     assert run(capsys, "train", "gpt", "--resume", "--steps", 5, *common[:2])[0] == 0
     assert (out / "checkpoint").is_symlink() and checkpoint.read_extra(storage)["trainer"]["step"] == 5
     assert sorted(os.listdir(out)) == [".lock", "checkpoint", "metrics.jsonl", "tokenizer.json", "tokens"]
+
+
+# ---------------------------------------------------------------- inputs that used to end in a traceback
+
+@pytest.mark.parametrize("command", [("sample", "--max-new-tokens", 3), ("eval",)])
+def test_weights_holding_nan_are_named_before_anything_is_computed(capsys, trained, monkeypatch, command):
+    from tinygrad_attn.models import run as run_module
+    real_load = run_module.checkpoint.load
+
+    def load_then_poison(path, model, **kwargs):
+        result = real_load(path, model, **kwargs)
+        weight = dict(model.named_parameters())["blocks.0.attn.qkv.weight"]
+        weight.data[0, 0] = np.nan
+        return result
+    monkeypatch.setattr(run_module.checkpoint, "load", load_then_poison)
+    rc, out, err = run(capsys, command[0], "--out", trained, *command[1:])
+    line = one_error_line(err)
+    assert rc == 2 and out == "" and "blocks.0.attn.qkv.weight" in line and "NaN" in line
+
+
+def test_a_tiny_temperature_samples_the_most_likely_token(capsys, trained):
+    rc, out, err = run(capsys, "sample", "--out", trained, "--max-new-tokens", 5, "--temperature", "1e-320")
+    greedy = run(capsys, "sample", "--out", trained, "--max-new-tokens", 5, "--temperature", 0)
+    assert rc == 0 and err == "" and out == greedy[1]
+
+
+def test_logits_that_are_not_finite_are_refused_by_the_sampler():
+    from tinygrad_attn.models.decoder import sample_token
+    for bad in (np.nan, np.inf):
+        with pytest.raises(ValueError, match="not all finite"):
+            sample_token(np.array([0.0, bad, 1.0]), np.random.default_rng(0), 0.8)
+
+
+@pytest.mark.parametrize("text, escapes, expected", [("café\\n日", True, "café\n日"), ("café\\t", False, "café\\t"),
+                                                      ("tab\\there \\\\ back", True, "tab\there \\ back")])
+def test_prompt_escapes_change_only_the_escapes(text, escapes, expected):
+    assert cli._prompt(text, escapes) == expected
+
+
+@pytest.mark.parametrize("text, escapes, why", [("a\\x", True, "bad escape"), ("a\udcff", False, "not valid UTF-8"),
+                                                ("a\udcff", True, "not valid UTF-8")])
+def test_a_bad_prompt_is_one_clear_error(capsys, trained, text, escapes, why):
+    rc, _, err = run(capsys, "sample", "--out", trained, "--prompt", text, *(["--escapes"] if escapes else []))
+    assert rc == 2 and why in one_error_line(err)
+
+
+def test_eval_warns_when_the_held_out_text_is_mostly_unknown_tokens(capsys, trained, tmp_path):
+    foreign = tmp_path / "foreign.txt"
+    foreign.write_text("ЖЖЖЖ ЩЩЩЩ ЮЮЮЮ " * 2000, encoding="utf-8")
+    rc, out, err = run(capsys, "eval", "--out", trained, "--data", foreign)  # the gpt's characters have [UNK]
+    assert rc == 0 and "[UNK]" in err and "% of the held-out tokens" in err
+    rc, out, err = run(capsys, "eval", "--out", trained)
+    assert rc == 0 and "[UNK]" not in err
