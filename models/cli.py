@@ -146,11 +146,26 @@ def _resumed_setup(args, kind, out: Path):
     if stored.kind is not kind:
         raise CLIError(f"--resume: {out} holds a {stored.kind.name} run, not {kind.name}")
     config, train = stored.config, stored.train
+    _refuse_changes(args, kind, config, train)
     if args.steps is not None:
         train.steps = args.steps
     tokenizer = load_run_tokenizer(out, config, stored.extra)
     data = data_source(stored.extra, args.allow_data_change, warn)
     return config, train, data, tokenizer, load_corpus(data)
+
+
+def _refuse_changes(args, kind, config, train) -> None:
+    """--resume continues the run as saved: a flag that names another value than the checkpoint's
+    (other than --steps, which says how far to go) is refused, each change named, not ignored."""
+    saved = {name: getattr(train, name) for name in TRAIN_FLAGS if name != "steps"}
+    saved.update({name: getattr(config, kind.context_field if name == "seq_len" else name) for name in SIZE_FLAGS})
+    saved.update({flag: getattr(config, field, None) for flag, field in
+                  (("tokenizer", "tokenizer"), ("vocab_size", "bpe_vocab_size"), ("dropout", "dropout"))})
+    changed = [f"--{name.replace('_', '-')} {getattr(args, name)} (saved: {value})" for name, value in saved.items()
+               if getattr(args, name, None) is not None and getattr(args, name) != value]
+    if changed:
+        raise CLIError(f"--resume continues the run as it was saved, and these differ: {', '.join(changed)}; "
+                       f"drop them (only --steps may change), or train a new run with another --out")
 
 
 def cmd_train(args) -> int:
@@ -253,10 +268,40 @@ def cmd_sample(args) -> int:
     prompt_ids = run.tokenizer.encode(prompt)
     if not prompt_ids:
         raise CLIError("--prompt is empty; give at least one character")
-    ids = run.model.generate(prompt_ids, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-                             top_p=args.top_p, seed=args.seed, use_cache=not args.no_cache)
-    print(run.tokenizer.decode(ids))
+    stream = TextStream(run.tokenizer)
+    stream.write(prompt_ids)
+    try:
+        run.model.generate(prompt_ids, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                           top_p=args.top_p, seed=args.seed, use_cache=not args.no_cache,
+                           on_token=lambda token: stream.write([token]))
+    except KeyboardInterrupt:   # Ctrl-C: keep what was printed, end the line, no traceback
+        stream.close()
+        return 130
+    stream.close()
     return 0
+
+
+class TextStream:
+    """Prints ids as text as they come. A byte-level BPE token can hold part of a character, so
+    ids wait until they decode without a trailing replacement character (at most 4: one UTF-8 character)."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.pending = tokenizer, []
+
+    def write(self, ids) -> None:
+        self.pending.extend(ids)
+        text = self.tokenizer.decode(self.pending)
+        if text.endswith("\ufffd") and len(self.pending) < 4:
+            return
+        self._emit(text)
+
+    def close(self) -> None:
+        self._emit(self.tokenizer.decode(self.pending) if self.pending else "")
+        print(flush=True)
+
+    def _emit(self, text: str) -> None:
+        self.pending = []
+        print(text, end="", flush=True)
 
 
 def _prompt(text: str, escapes: bool) -> str:

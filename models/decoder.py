@@ -104,8 +104,10 @@ class GPT(nn.Module):
 
     def generate(self, prompt_ids, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
                  top_p: float | None = None, seed: int | None = None, use_cache: bool = True,
-                 return_logits: bool = False):
+                 return_logits: bool = False, on_token=None):
         """Sample `max_new_tokens` tokens after `prompt_ids` (a 1-D sequence); return all ids as a list.
+
+        `on_token(id)` is called with each new id as soon as it is drawn (to stream the text).
 
         temperature 0 means greedy. `top_k` keeps the k most likely tokens, `top_p` the
         smallest set whose probability reaches p. Draws come from
@@ -137,6 +139,8 @@ class GPT(nn.Module):
                     row = logits.numpy()[0, -1]
                     all_logits.append(row)
                     ids.append(sample_token(row, rng, temperature, top_k, top_p))
+                    if on_token is not None:
+                        on_token(ids[-1])
         finally:
             self.train(was_training)
         if return_logits:

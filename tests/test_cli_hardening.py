@@ -384,3 +384,45 @@ def test_eval_warns_when_the_held_out_text_is_mostly_unknown_tokens(capsys, trai
     assert rc == 0 and "[UNK]" in err and "% of the held-out tokens" in err
     rc, out, err = run(capsys, "eval", "--out", trained)
     assert rc == 0 and "[UNK]" not in err
+
+
+def test_sampled_text_streams_as_it_is_drawn_and_is_the_text_of_the_ids(capsys, trained, monkeypatch):
+    from tinygrad_attn.models.decoder import GPT
+    seen, real_generate = [], GPT.generate
+
+    def watching(self, *args, on_token=None, **kwargs):
+        def each(token):
+            seen.append(len(capsys.readouterr().out))  # how much had reached stdout before this token
+            on_token(token)
+        return real_generate(self, *args, on_token=each, **kwargs)
+    monkeypatch.setattr(GPT, "generate", watching)
+    rc, _, err = run(capsys, "sample", "--out", trained, "--prompt", "HAMLET.", "--max-new-tokens", 6, "--seed", 1)
+    assert rc == 0 and err == ""
+    assert seen[0] > 0 and all(n > 0 for n in seen[1:])  # the prompt, then each token, printed before the next
+    monkeypatch.undo()
+    run_ = cli.load_run(trained)
+    ids = run_.model.generate(run_.tokenizer.encode("HAMLET."), 6, temperature=0.8, top_k=40, seed=1)
+    rc, out, _ = run(capsys, "sample", "--out", trained, "--prompt", "HAMLET.", "--max-new-tokens", 6, "--seed", 1)
+    assert out == run_.tokenizer.decode(ids) + "\n"
+
+
+def test_ctrl_c_while_sampling_keeps_the_text_printed_so_far(capsys, trained, monkeypatch):
+    from tinygrad_attn.models.decoder import GPT
+
+    def interrupted(self, prompt_ids, *args, on_token=None, **kwargs):
+        for token in prompt_ids[:3]:
+            on_token(token)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(GPT, "generate", interrupted)
+    rc, out, err = run(capsys, "sample", "--out", trained, "--prompt", "HAMLET.")
+    assert rc == 130 and err == "" and out == "HAMLET." + "HAM" + "\n"
+
+
+def test_resume_refuses_a_changed_setting_and_names_each_change(capsys, run_copy):
+    rc, _, err = run(capsys, "train", "gpt", "--resume", "--steps", 6, "--out", run_copy, "--d-model", 32, "--lr", 0.5)
+    line = one_error_line(err)
+    assert rc == 2 and "--d-model 32 (saved: 16)" in line and "--lr 0.5" in line
+    before = sorted(p.name for p in run_copy.iterdir())
+    rc, _, err = run(capsys, "train", "gpt", "--resume", "--steps", 6, "--out", run_copy, *SMALL)
+    assert rc == 0, err   # the same flags as the run was started with are no change
+    assert sorted(p.name for p in run_copy.iterdir()) == before

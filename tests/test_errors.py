@@ -295,3 +295,17 @@ def test_a_corrupted_tokenizer_file_is_a_tokenizer_error_naming_the_file(tmp_pat
         with pytest.raises(tga.TokenizerError, match=why) as info:
             load(file)
         assert str(file) in str(info.value)
+
+
+def test_tensor_data_of_tensors_stacks_their_values_and_refuses_what_is_not_a_number():
+    import tinygrad_attn as tga
+    from tinygrad_attn.errors import DTypeError, ShapeError
+    t = tga.Tensor([tga.Tensor([1.5]), tga.Tensor([2.5])])
+    assert t.numpy().tolist() == [[1.5], [2.5]] and t.dtype == np.float32
+    assert tga.Tensor([1.5, 2]).dtype == np.float32 and tga.Tensor([1, 2]).dtype == np.int64
+    for data, what in ((["a", "b"], "strings"), (None, "Python objects"), ([None, 1.0], "Python objects"),
+                       ("abc", "strings"), (np.array(["x"]), "strings")):
+        with pytest.raises(DTypeError, match=what):
+            tga.Tensor(data)
+    with pytest.raises(ShapeError, match="different lengths"):
+        tga.Tensor([[1, 2], [3]])

@@ -10,7 +10,36 @@ import numpy as np
 from . import autograd
 from .backend import _BACKENDS, CPU as DEFAULT_DEVICE, backend_of_array, get_backend, normalize_device
 from .dtypes import DEFAULT_FLOAT as _FLOAT_DEFAULT, is_float as _is_float
-from .errors import DTypeError, GraphError
+from .errors import DTypeError, GraphError, ShapeError
+
+
+_NUMERIC_KINDS = "biuf"  # bool, signed and unsigned integers, floats
+
+
+def _host_values(data):
+    """Python data (numbers, nested lists, Tensors inside lists) as a NumPy array of numbers.
+
+    A list of Tensors becomes their values stacked, as with `stack` (NumPy alone made an object
+    array of them, then truncated it to ints); strings and None are refused, not stored."""
+    def plain(item):
+        if isinstance(item, Tensor):
+            return item.numpy()
+        if isinstance(item, (list, tuple)):
+            return [plain(x) for x in item]
+        return item
+    try:
+        array = np.asarray(plain(data))
+    except ValueError as e:  # ragged nesting
+        raise ShapeError(f"Tensor: the data's nested lists have different lengths ({e})") from None
+    if array.dtype.kind not in _NUMERIC_KINDS:
+        raise _not_numeric(array)
+    return array
+
+
+def _not_numeric(array):
+    kinds = {"U": "strings", "S": "bytes", "O": "Python objects (None, or a mix of types)", "c": "complex numbers"}
+    return DTypeError(f"Tensor: data must be numbers or booleans, got {kinds.get(array.dtype.kind, array.dtype)} "
+                      f"(NumPy dtype {array.dtype}, shape {array.shape})")
 
 
 class Tensor:
@@ -21,14 +50,16 @@ class Tensor:
     def __init__(self, data, requires_grad=False, dtype=None, device=None):
         if isinstance(data, Tensor):
             data = data.data
+        elif not hasattr(data, "dtype"):
+            data = _host_values(data)
+            if dtype is None:  # Python numbers and lists: floats become float32 (the default), ints int64
+                dtype = _FLOAT_DEFAULT if data.dtype.kind == "f" else data.dtype
+        elif data.dtype.kind not in _NUMERIC_KINDS:
+            raise _not_numeric(data)
         if device is None:
             backend = backend_of_array(data) if hasattr(data, "dtype") else get_backend("cpu")
         else:
             backend = get_backend(normalize_device(device))
-        if dtype is None and not hasattr(data, "dtype"):
-            # Python numbers and lists: floats become float32 (the default), ints int64, bools bool
-            probe = np.asarray(data)
-            dtype = _FLOAT_DEFAULT if probe.dtype.kind == "f" else probe.dtype
         self.data = backend.asarray(data, dtype=dtype)
         self._device = backend.device
         self.grad = None
