@@ -36,6 +36,8 @@ from tinygrad_attn.train import CHECKPOINT_DIR, METRICS_FILE, Trainer
 
 from .config import PRESETS, TrainConfig, get_preset
 from .kinds import KINDS, format_fill_mask
+from . import run_owner
+from .memory import check_fits
 from .run import (SHAKESPEARE, TOKENIZER_FILE, data_record, data_source, load_run, load_run_tokenizer,
                   read_run_config, tokenizer_record)
 
@@ -183,6 +185,9 @@ def cmd_train(args) -> int:
     created = not out.exists()
     ckpt = out / CHECKPOINT_DIR
     try:
+        if main_rank:
+            run_owner.recover(out, warn)
+            run_owner.check_owned(out)
         if args.resume:
             if not checkpoint.exists(ckpt):
                 raise CLIError(f"--resume: no checkpoint in {out}; start a run with: "
@@ -194,15 +199,17 @@ def cmd_train(args) -> int:
                            f"replace it with --overwrite, or pick another --out")
         setup = _fresh_setup(args, kind)
         with hold(out):
-            if main_rank:
-                if args.overwrite:
-                    shutil.rmtree(ckpt, ignore_errors=True)
-                    (out / METRICS_FILE).unlink(missing_ok=True)
-                setup[3].save(out / TOKENIZER_FILE)
-            return _train(args, kind, out, device, *setup)
-    except (CLIError, FileNotFoundError, TinygradAttnError) as e:
+            replace = main_rank and args.overwrite and checkpoint.exists(ckpt)
+            # --overwrite: the finished run moves aside, and comes back on any failure before the
+            # new run's first checkpoint (run_owner.replacing)
+            with run_owner.replacing(out) if replace else contextlib.nullcontext():
+                if main_rank:
+                    run_owner.claim(out)
+                    setup[3].save(out / TOKENIZER_FILE)
+                return _train(args, kind, out, device, *setup)
+    except BaseException as e:
         if main_rank and created and out.exists() and not checkpoint.exists(ckpt) and not isinstance(e, FloatingPointError):
-            shutil.rmtree(out, ignore_errors=True)   # a mistake leaves no half-made run directory
+            shutil.rmtree(out, ignore_errors=True)   # a failure leaves no half-made run directory
         raise
 
 
@@ -217,6 +224,8 @@ def _train(args, kind, out, device, config, train, data, tokenizer, corpus) -> i
     context = kind.context(config)
     _check_long_enough(train_ids, "training", context, data)
     _check_long_enough(eval_ids, "held-out", context, data)
+    if device == "cpu":   # an absurd size is refused with its numbers, not found by the allocator
+        check_fits(config, context, distributed.local_batch_size(train.batch_size, ranks), CLIError)
     tga.manual_seed(train.seed)
     model = kind.model_cls(config).to(device)
     opt = optim.AdamW(optim.param_groups_for_weight_decay(model, train.weight_decay), lr=train.lr,
@@ -514,6 +523,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+DEBUG_ENV_VAR = "TINYGRAD_ATTN_DEBUG"   # =1: an internal error shows its traceback
+
+
 def console() -> int:
     """The `tinygrad-attn` program: `main` in this process (the CPU backend sets its fast
     process settings at first use, so nothing needs to be set before Python starts)."""
@@ -540,6 +552,19 @@ def main(argv=None) -> int:
     except (CLIError, TinygradAttnError, FileNotFoundError) as e:
         report(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
+    except MemoryError:
+        report(f"{PROG}: error: out of memory; pick a smaller --batch-size, --d-model, --n-layers or --seq-len "
+               f"(or --preset tiny)", file=sys.stderr)
+        return 2
+    except OSError as e:   # the disk is full, a path went away, a permission changed
+        report(f"{PROG}: error: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""), file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001  (the boundary: a bug of ours is one line and exit 1, not a traceback)
+        if os.environ.get(DEBUG_ENV_VAR):
+            raise
+        report(f"{PROG}: internal error: {type(e).__name__}: {e}. This is a bug in tinygrad-attn: please report it "
+               f"with the command line (set {DEBUG_ENV_VAR}=1 to see the traceback)", file=sys.stderr)
+        return 1
 
 
 def _has_fileno(stream) -> bool:

@@ -330,7 +330,8 @@ def test_a_symlinked_checkpoint_directory_survives_training_and_resume(capsys, t
     assert run(capsys, "train", "gpt", *SMALL, "--steps", 3, *common)[0] == 0
     assert run(capsys, "train", "gpt", "--resume", "--steps", 5, *common[:2])[0] == 0
     assert (out / "checkpoint").is_symlink() and checkpoint.read_extra(storage)["trainer"]["step"] == 5
-    assert sorted(os.listdir(out)) == [".lock", "checkpoint", "metrics.jsonl", "tokenizer.json", "tokens"]
+    assert sorted(os.listdir(out)) == [".lock", ".tinygrad-attn-run", "checkpoint", "metrics.jsonl", "tokenizer.json",
+                                       "tokens"]
 
 
 # ---------------------------------------------------------------- inputs that used to end in a traceback

@@ -117,6 +117,25 @@ def atomic_write(path, data: bytes | str, mode: int = 0o644) -> None:
         f.write(data.encode("utf-8") if isinstance(data, str) else data)
 
 
+def open_append(path, what: str):
+    """A text file opened for appending, never through a link and only if it is a regular file
+    (a link planted at the name would otherwise send the lines into the file it points to)."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as e:
+        if os.path.islink(path):
+            raise UnsafeFileError(f"{what} {os.fspath(path)} is a symbolic link; it is never written through: "
+                                  f"remove the link") from None
+        raise UnsafeFileError(f"{what} {os.fspath(path)}: cannot open it: {e.strerror or e}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise _refuse(path, what, mode, UnsafeFileError)
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "a", encoding="utf-8")
+
+
 def _umask() -> int:
     current = os.umask(0)
     os.umask(current)

@@ -42,6 +42,7 @@ from .backend import get_backend, set_num_threads
 from .backend.cpu_threads import default_threads
 from .errors import CheckpointError, NonFiniteError
 from .optim import clip_grad_norm_
+from .files import open_append
 from .run_dir import METRICS_FILE, hold_run, keep_metrics_through, read_metrics  # noqa: F401 (re-exported)
 
 CHECKPOINT_DIR = "checkpoint"
@@ -239,7 +240,7 @@ class Trainer:
         metrics = None
         if self.out_dir is not None and self.is_main:
             keep_metrics_through(self.out_dir, self.step)   # lines past the starting step belong to a lost run
-            metrics = open(self.out_dir / METRICS_FILE, "a")
+            metrics = open_append(self.out_dir / METRICS_FILE, "metrics log")
         catch_sigint = threading.current_thread() is threading.main_thread()
         if catch_sigint:
             self._stop_requested = False
