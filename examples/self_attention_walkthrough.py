@@ -117,6 +117,24 @@ def backward_by_hand(s, dY, params, dh):
     return g
 
 
+def engine_forward(model, cap, ids):
+    """The same steps as the model computed them (read with inspect.capture): name -> array."""
+    q, k, v = (a[0] for a in cap.qkv[LAYER])
+    return {"X": model.hidden_states(ids)[0].numpy()[0], "LN(X)": cap.layer_outputs["blocks.0.ln1"][0],
+            "Qh": q, "Kh": k, "Vh": v, "S/sqrt(dh)": cap.attention_scores[LAYER][0],
+            "A": cap.attention_weights[LAYER][0], "Oh": cap.head_outputs[LAYER][0],
+            "concat": cap.merged_heads[LAYER][0], "Y": cap.layer_outputs[LAYER][0]}
+
+
+def engine_backward(cap):
+    """The engine's gradients at the same steps: name -> array."""
+    dq, dk, dv = (a[0] for a in cap.qkv_grads[LAYER])
+    return {"dW_out": cap.param_grads[f"{LAYER}.out_proj.weight"], "dconcat": cap.merged_head_grads[LAYER][0],
+            "dOh": cap.head_output_grads[LAYER][0], "dA": cap.weight_grads[LAYER][0],
+            "dS/sqrt(dh)": cap.score_grads[LAYER][0], "dQh": dq, "dKh": dk, "dVh": dv,
+            "dW_qkv": cap.param_grads[f"{LAYER}.qkv.weight"], "dLN(X)": cap.output_grads["blocks.0.ln1"][0]}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run", help="a trained run directory (tinygrad-attn train mlm or gpt)")
@@ -147,11 +165,7 @@ def main(argv=None):
     with inspect.capture(model, layers=["blocks.0.ln1", LAYER]) as cap:
         loss, what = model_loss(model, kind, ids)
         loss.backward()
-    q, k, v = (a[0] for a in cap.qkv[LAYER])
-    engine = {"X": model.hidden_states(ids)[0].numpy()[0], "LN(X)": cap.layer_outputs["blocks.0.ln1"][0],
-              "Qh": q, "Kh": k, "Vh": v, "S/sqrt(dh)": cap.attention_scores[LAYER][0],
-              "A": cap.attention_weights[LAYER][0], "Oh": cap.head_outputs[LAYER][0],
-              "concat": cap.merged_heads[LAYER][0], "Y": cap.layer_outputs[LAYER][0]}
+    engine = engine_forward(model, cap, ids)
     notes = {
         "X": "token embedding + position embedding, one row per token",
         "LN(X)": "the block normalises each row before attention (pre-norm); this is what Q, K, V read",
@@ -189,11 +203,7 @@ def main(argv=None):
     g = backward_by_hand(s, dY, params, dh)
     print(f"\nloss L = {what} = {loss.item():.4f}; dL/dY reaches the layer's output, shape {dY.shape}.")
     print("backward, one step at a time (by hand in NumPy vs the engine):")
-    dq, dk, dv = (a[0] for a in cap.qkv_grads[LAYER])
-    engine_grads = {"dW_out": cap.param_grads[f"{LAYER}.out_proj.weight"], "dconcat": cap.merged_head_grads[LAYER][0],
-                    "dOh": cap.head_output_grads[LAYER][0], "dA": cap.weight_grads[LAYER][0],
-                    "dS/sqrt(dh)": cap.score_grads[LAYER][0], "dQh": dq, "dKh": dk, "dVh": dv,
-                    "dW_qkv": cap.param_grads[f"{LAYER}.qkv.weight"], "dLN(X)": cap.output_grads["blocks.0.ln1"][0]}
+    engine_grads = engine_backward(cap)
     rules = {"dW_out": "Y = C W^T + b: dW = dY^T C", "dconcat": "dC = dY W_out",
              "dOh": "cut dC back into heads", "dA": "O = A V: dA = dO V^T", "dVh": "dV = A^T dO",
              "dS/sqrt(dh)": "softmax: dS = A * (dA - rowsum(dA * A))", "dS": "scale: dS / sqrt(dh)",
