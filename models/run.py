@@ -97,7 +97,7 @@ def load_run_tokenizer(out_dir, config, extra: dict):
     file = Path(out_dir) / TOKENIZER_FILE
     if not file.exists():
         raise TokenizerError(f"{file} is missing; the run directory is incomplete")
-    tokenizer = load_tokenizer(file)
+    tokenizer = load_tokenizer(file, vocab_size=config.vocab_size)   # sizes compared before anything is built
     saved = extra.get("tokenizer") or {"vocab_size": config.vocab_size}
     if tokenizer.vocab_size != config.vocab_size or saved.get("sha256", tokenizer.fingerprint()) != tokenizer.fingerprint():
         raise TokenizerError(

@@ -255,3 +255,20 @@ def test_every_error_here_is_the_projects_own():
     for error in (UnsafeFileError, CheckpointError, TokenizerError, DataError):
         assert issubclass(error, TinygradAttnError)
     assert issubclass(UnsafeFileError, OSError)
+
+
+def test_a_tokenizer_of_chained_merges_is_refused_from_its_counts_before_any_merge_is_built(tmp_path, monkeypatch):
+    import json
+    from tinygrad_attn import tokenizers
+    from tinygrad_attn.errors import TokenizerError
+    path = tmp_path / "tokenizer.json"
+    chained = [[256 + i - 1 if i else 97, 98] for i in range(100_000)]   # each token the last one plus a byte
+    path.write_text(json.dumps({"type": "bpe", "specials": [], "merges": chained}))
+    built = []
+    real = tokenizers.BPETokenizer.__init__
+    monkeypatch.setattr(tokenizers.BPETokenizer, "__init__", lambda self, *a, **k: built.append(1) or real(self, *a, **k))
+    with pytest.raises(TokenizerError, match="100,256 tokens, and the model was trained with 300"):
+        tokenizers.load_tokenizer(path, vocab_size=300)
+    assert built == []          # refused from the counts: no tokenizer was constructed
+    with pytest.raises(TokenizerError, match="more than the 1,024"):   # without a size to compare: the lengths
+        tokenizers.load_tokenizer(path)

@@ -268,6 +268,9 @@ def _readable_bytes(data: bytes) -> str:
     return "".join(out)
 
 
+MAX_TOKEN_BYTES = 1024  # BPE merges words, not paragraphs: the longest token trained here is ~20 bytes
+
+
 class BPETokenizer(_Tokenizer):
     """Byte-level BPE: ids 0..255 are the bytes, 256.. the learned merges, then the specials.
 
@@ -282,10 +285,18 @@ class BPETokenizer(_Tokenizer):
     def __init__(self, merges=(), specials=()):
         self.specials = _check_specials(specials)
         self.merges = [(int(a), int(b)) for a, b in merges]
-        self._token_bytes = [bytes([b]) for b in range(N_BYTES)]
+        # lengths first: chained merges of a crafted file (each token the last one plus a byte) would
+        # otherwise build gigabytes of token bytes before anything else is checked
+        lengths = [1] * N_BYTES
         for new_id, (a, b) in enumerate(self.merges, start=N_BYTES):
             if not (0 <= a < new_id and 0 <= b < new_id):
                 raise ValueError(f"BPETokenizer: merge {new_id - N_BYTES} ({a}, {b}) refers to an unknown id")
+            lengths.append(lengths[a] + lengths[b])
+            if lengths[-1] > MAX_TOKEN_BYTES:
+                raise ValueError(f"BPETokenizer: merge {new_id - N_BYTES} makes a token of {lengths[-1]:,} bytes, "
+                                 f"more than the {MAX_TOKEN_BYTES:,} a trained tokenizer ever needs")
+        self._token_bytes = [bytes([b]) for b in range(N_BYTES)]
+        for a, b in self.merges:
             self._token_bytes.append(self._token_bytes[a] + self._token_bytes[b])
         self._ranks = {pair: new_id for new_id, pair in enumerate(self.merges, start=N_BYTES)}
         first_special = N_BYTES + len(self.merges)
@@ -422,10 +433,32 @@ def _from_file(path, build):
         raise TokenizerError(f"tokenizer file {name} holds a JSON {type(data).__name__}, not a tokenizer")
     try:
         return build(data)
+    except TokenizerError:
+        raise
     except (KeyError, TypeError, ValueError) as e:
         raise TokenizerError(f"tokenizer file {name} does not describe a valid tokenizer: {e!r}") from None
 
 
-def load_tokenizer(path: str | os.PathLike):
-    """Read any tokenizer saved with `.save(path)`; TokenizerError naming the file if it does not parse."""
-    return _from_file(path, tokenizer_from_dict)
+def load_tokenizer(path: str | os.PathLike, vocab_size: int | None = None):
+    """Read any tokenizer saved with `.save(path)`; TokenizerError naming the file if it does not parse.
+
+    With `vocab_size` (the checkpoint's), a file that would give another size is refused from its
+    counts alone, before any merge or character table is built."""
+    def build(data):
+        if vocab_size is not None:
+            size = stored_vocab_size(data)
+            if size is not None and size != vocab_size:
+                raise TokenizerError(f"{os.fspath(path)} does not match the checkpoint: it describes {size:,} "
+                                     f"tokens, and the model was trained with {vocab_size:,}; put back the "
+                                     f"tokenizer.json of this run")
+        return tokenizer_from_dict(data)
+    return _from_file(path, build)
+
+
+def stored_vocab_size(data: dict) -> int | None:
+    """The vocabulary size a tokenizer dict describes, counted without building it (None if it cannot tell)."""
+    specials = data.get("specials", ())
+    table = data.get("merges") if data.get("type") == "bpe" else data.get("chars")
+    if not isinstance(table, (list, str)) or not isinstance(specials, (list, tuple)):
+        return None
+    return (N_BYTES if data.get("type") == "bpe" else 0) + len(table) + len(specials)
