@@ -249,3 +249,19 @@ def test_without_locks_a_racing_reader_retries_or_says_a_save_was_in_progress(tm
             bad.append(j)
 
     assert _hammer(step, 2, 30) == [] and bad == [] and len(busy) < 30
+
+
+def test_a_weight_file_larger_than_its_record_is_refused_without_being_read(tmp_path, monkeypatch):
+    ck = checkpoint
+    model = nn.Linear(3, 2)
+    ck.save(tmp_path / "ck", model)
+    weights = tmp_path / "ck" / ck.MODEL_FILE
+    with open(weights, "r+b") as f:
+        f.truncate(8 << 30)                         # a sparse 8 GB file: no disk used
+    meta_path = tmp_path / "ck" / ck.META_FILE
+    meta = json.loads(meta_path.read_text())
+    reads = []
+    monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self) or b"")
+    with pytest.raises(CheckpointError, match="8,589,934,592 bytes"):
+        ck.load(tmp_path / "ck", nn.Linear(3, 2))
+    assert weights not in reads and meta["model"]["bytes"] < 1000

@@ -118,6 +118,17 @@ def _write(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
+_MAX_HEADER_BYTES = 1 << 24   # a safetensors header is JSON of names, dtypes and offsets: far below 16 MiB
+
+
+def _tensor_bytes(tensors: dict) -> int:
+    """Bytes of the data of the tensors a manifest lists (names -> {"shape", "dtype"})."""
+    try:
+        return sum(int(np.prod(t["shape"], dtype=np.int64)) * np.dtype(t["dtype"]).itemsize for t in tensors.values())
+    except (TypeError, KeyError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{META_FILE}: its tensor list is malformed ({e!r})") from None
+
+
 def _manifest(arrays: dict) -> dict:
     return {name: {"shape": list(a.shape), "dtype": str(a.dtype)} for name, a in arrays.items()}
 
@@ -371,8 +382,16 @@ def _read_tensors(directory: Path, section: dict) -> dict:
     file = directory / section["file"]
     if not file.is_file():
         raise CheckpointError(f"checkpoint {directory}: {section['file']} is missing")
+    # sizes before bytes: the file must be what checkpoint.json says, and checkpoint.json must not
+    # promise more than its own tensor list holds (a forged or sparse 8 GB file is never read)
+    limit = _tensor_bytes(section["tensors"]) + _MAX_HEADER_BYTES
+    size = file.stat().st_size
+    if size != section["bytes"] or size > limit:
+        raise CheckpointError(
+            f"checkpoint {directory}: {section['file']} is {size:,} bytes; {META_FILE} records "
+            f"{section['bytes']:,} and its tensors need at most {limit:,}: the file is corrupted, truncated or forged")
     try:
-        blob = file.read_bytes()
+        blob = read_regular(file, f"checkpoint file {section['file']}", CheckpointError, max_bytes=limit)
     except OSError as e:
         raise CheckpointError(f"checkpoint {directory}: cannot read {section['file']}: {e.strerror or e}") from None
     if len(blob) != section["bytes"] or _sha256(blob) != section["sha256"]:
