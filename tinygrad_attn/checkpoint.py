@@ -447,6 +447,11 @@ def _read_checked(path, model, optimizer, scheduler):
             raise CheckpointError(f"checkpoint {directory} does not fit the optimizer: {e}") from None
     if scheduler is not None and meta.get("scheduler") is None:
         raise CheckpointError(f"checkpoint {directory} has no scheduler state")
+    if scheduler is not None and hasattr(scheduler, "check_state_dict"):
+        try:
+            scheduler.check_state_dict(meta["scheduler"])
+        except CheckpointError as e:
+            raise CheckpointError(f"checkpoint {directory}: {e}") from None
     return meta, arrays, optim_state
 
 

@@ -22,6 +22,23 @@ from .tensor import Tensor, _is_float
 
 # ---------------------------------------------------------------- base class
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _same_kind(saved, mine) -> bool:
+    """A saved hyperparameter can stand where `mine` is: a number for a number (finite), a flag for a
+    flag, a list of numbers of the same length for a tuple (betas); other kinds are not checked."""
+    if isinstance(mine, bool):
+        return isinstance(saved, bool)
+    if _is_number(mine):
+        return _is_number(saved) and bool(np.isfinite(saved))
+    if isinstance(mine, (tuple, list)):
+        return (isinstance(saved, (tuple, list)) and len(saved) == len(mine)
+                and all(_same_kind(s, m) for s, m in zip(saved, mine)))
+    return True
+
+
 class Optimizer:
     """Holds parameter groups and per-parameter state; subclasses define `_update`.
 
@@ -116,18 +133,35 @@ class Optimizer:
         if kind != type(self).__name__:
             raise CheckpointError(f"optimizer state is from {kind}, this optimizer is {type(self).__name__}")
         groups = state_dict.get("param_groups", [])
+        if not isinstance(groups, list) or not all(isinstance(g, dict) and isinstance(g.get("params"), list)
+                                                   for g in groups):
+            raise CheckpointError("optimizer state: param_groups must be a list of groups, each with a 'params' list")
         if len(groups) != len(self.param_groups):
             raise CheckpointError(f"optimizer state has {len(groups)} parameter groups, this optimizer has {len(self.param_groups)}")
         for i, (saved, mine) in enumerate(zip(groups, self.param_groups)):
             if len(saved["params"]) != len(mine["params"]):
                 raise CheckpointError(f"optimizer group {i}: state has {len(saved['params'])} parameters, "
                                  f"this optimizer has {len(mine['params'])}")
+            for name, value in saved.items():
+                if name != "params" and name in mine and not _same_kind(value, mine[name]):
+                    raise CheckpointError(f"optimizer group {i}: {name} is {value!r}, expected a value like "
+                                          f"{_plain(mine[name])!r}")
         params = self._params()
-        for key, entry in state_dict.get("state", {}).items():
-            index = int(key)
+        state = state_dict.get("state", {})
+        if not isinstance(state, dict):
+            raise CheckpointError(f"optimizer state: 'state' is a {type(state).__name__}, expected a dict")
+        for key, entry in state.items():
+            try:
+                index = int(key)
+            except (TypeError, ValueError):
+                raise CheckpointError(f"optimizer state names parameter {key!r}; expected an index") from None
             if not 0 <= index < len(params):
                 raise CheckpointError(f"optimizer state names parameter {index}, but there are {len(params)}")
+            if not isinstance(entry, dict):
+                raise CheckpointError(f"optimizer state {index} is a {type(entry).__name__}, expected a dict")
             for name, value in entry.items():
+                if not hasattr(value, "shape") and not _is_number(value):
+                    raise CheckpointError(f"optimizer state {index}.{name} is {value!r}, expected an array or a number")
                 if hasattr(value, "shape") and tuple(value.shape) != tuple(params[index].shape):
                     raise CheckpointError(f"optimizer state {index}.{name} has shape {tuple(value.shape)}, "
                                      f"the parameter has shape {tuple(params[index].shape)}")
@@ -306,7 +340,24 @@ class _WarmupSchedule:
         return {"type": type(self).__name__, "last_step": self.last_step, "base_lrs": list(self.base_lrs),
                 "warmup_steps": self.warmup_steps, "total_steps": self.total_steps, "min_lr_ratio": self.min_lr_ratio}
 
+    def check_state_dict(self, state) -> None:
+        """CheckpointError naming the field of a saved schedule that does not fit this one."""
+        if not isinstance(state, dict):
+            raise CheckpointError(f"scheduler state is a {type(state).__name__}, expected a dict")
+        if state.get("type", type(self).__name__) != type(self).__name__:
+            raise CheckpointError(f"scheduler state is from {state.get('type')!r}, this schedule is {type(self).__name__}")
+        for name in ("last_step", "warmup_steps", "total_steps"):
+            value = state.get(name)
+            if not (_is_number(value) and float(value).is_integer() and value >= 0):
+                raise CheckpointError(f"scheduler state: {name} is {value!r}, expected a whole number >= 0")
+        ratio, lrs = state.get("min_lr_ratio"), state.get("base_lrs")
+        if not _same_kind(ratio, 0.0):
+            raise CheckpointError(f"scheduler state: min_lr_ratio is {ratio!r}, expected a number")
+        if not _same_kind(lrs, list(self.base_lrs)):
+            raise CheckpointError(f"scheduler state: base_lrs is {lrs!r}, expected {len(self.base_lrs)} numbers")
+
     def load_state_dict(self, state: dict) -> None:
+        self.check_state_dict(state)
         self.last_step = int(state["last_step"])
         self.base_lrs = list(state["base_lrs"])
         self.warmup_steps, self.total_steps = int(state["warmup_steps"]), int(state["total_steps"])

@@ -58,9 +58,25 @@ def _rng_state(generator):
         return None
 
 
-def _set_rng_state(generator, state) -> None:
-    if state is not None:
+def _trainer_position(state, path) -> tuple[int, float]:
+    """(step, elapsed) of a checkpoint's 'trainer' record, each checked for its type."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"resume: checkpoint {path}: its 'trainer' entry is a {type(state).__name__}, not a dict")
+    step, elapsed = state.get("step"), state.get("elapsed", 0.0)
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise CheckpointError(f"resume: checkpoint {path}: trainer step is {step!r}, expected a whole number >= 0")
+    if isinstance(elapsed, bool) or not isinstance(elapsed, (int, float)) or not math.isfinite(elapsed):
+        raise CheckpointError(f"resume: checkpoint {path}: trainer elapsed is {elapsed!r}, expected seconds")
+    return step, float(elapsed)
+
+
+def _set_rng_state(generator, state, path=None, name="rng") -> None:
+    if state is None:
+        return
+    try:
         generator.bit_generator.state = state
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as e:
+        raise CheckpointError(f"resume: checkpoint {path}: {name} is not a random generator state ({e})") from None
 
 
 def _default_loss(model, batch):
@@ -143,11 +159,11 @@ class Trainer:
         state = extra.get("trainer")
         if state is None:
             raise CheckpointError(f"resume: checkpoint {path} was not written by a Trainer (no 'trainer' entry)")
-        self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+        self.step, self.elapsed = _trainer_position(state, path)
         self.last_checkpoint_step = self.step
-        _set_rng_state(self.rng, state["batch_rng"])
+        _set_rng_state(self.rng, state.get("batch_rng"), path, "batch_rng")
         if state.get("device") == self.model.device:
-            _set_rng_state(self._backend_rng(), state["backend_rng"])
+            _set_rng_state(self._backend_rng(), state.get("backend_rng"), path, "backend_rng")
         if self.schedule is not None and getattr(self.schedule, "total_steps", self.steps) != self.steps:
             self.schedule.total_steps = self.steps   # asked for more (or fewer) steps than the first run
 
