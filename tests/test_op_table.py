@@ -73,16 +73,22 @@ def _first_derivative(entry, params, ts, cotangent, create_graph):
     return [None if g is None else g.numpy() for g in grads]
 
 
+def _case_with_cotangent(data, entry, device):
+    """A small drawn case, a fixed random cotangent of its output's shape, and the generator it came from."""
+    arrays, params, ts = draw_case(data, entry, device, small=True)
+    with tga.no_grad():
+        shape = entry.fn(*ts, **params).shape
+    rng = np.random.default_rng(5)
+    return arrays, params, ts, rng.standard_normal(shape), rng
+
+
 @pytest.mark.parametrize("entry", [e for e in ENTRIES if e.twice and e.differentiable], ids=ids)
 @fixture_ok
 @given(data=st.data())
 def test_create_graph_first_derivative_equals_the_plain_one(device, entry, data):
     # gradgradcheck differentiates the create_graph derivative, so a Tensor-level backward that
     # is wrong but differentiable passes it; the plain derivative is the one gradcheck proved
-    arrays, params, ts = draw_case(data, entry, device, small=True)
-    with tga.no_grad():
-        shape = entry.fn(*ts, **params).shape
-    cotangent = np.random.default_rng(5).standard_normal(shape)
+    arrays, params, ts, cotangent, _ = _case_with_cotangent(data, entry, device)
     plain = _first_derivative(entry, params, ts, cotangent, create_graph=False)
     graphed = _first_derivative(entry, params, ts, cotangent, create_graph=True)
     for i, (a, b) in enumerate(zip(plain, graphed)):
@@ -101,11 +107,7 @@ SAMPLED_SECOND_ORDER = ["tanh", "softmax", "log_softmax", "layer_norm", "matmul"
 def test_hessian_vector_product_equals_differences_of_the_plain_gradient(device, entry, data):
     # an independent second-order check: the create_graph Hessian-vector product against
     # central differences of the first derivative computed WITHOUT a graph
-    arrays, params, ts = draw_case(data, entry, device, small=True)
-    with tga.no_grad():
-        shape = entry.fn(*ts, **params).shape
-    rng = np.random.default_rng(6)
-    cotangent = rng.standard_normal(shape)
+    arrays, params, ts, cotangent, rng = _case_with_cotangent(data, entry, device)
     directions = [rng.standard_normal(a.shape) for a in arrays]
     loss = (entry.fn(*ts, **params) * tga.Tensor(cotangent, device=device)).sum()
     grads = tga.grad(loss, ts, create_graph=True, allow_unused=True)
