@@ -37,9 +37,12 @@ class Mutation:
 
 # The 10 bugs that issue 23 found the suite missing (each now has a test that catches it).
 ISSUE23 = [
+    # logcumsumexp now combines pairs by logaddexp (no shift left to get wrong): the same kind of bug
+    # is one shift for the whole row again, which underflows entries far below the row's max
     Mutation("logcumsumexp-global-shift", "tinygrad_attn/functional/scans.py",
-             "top = xp.max(x.data, axis=ax, keepdims=True) if x.ndim else x.data",
-             "top = xp.max(x.data, keepdims=True) if x.ndim else x.data",
+             "y = cat([y[along(0, shift)], logaddexp(y[along(shift, n)], y[along(0, n - shift)])], ax)",
+             "y = cat([y[along(0, shift)], log(exp(y[along(shift, n)] - x.data.max()) + "
+             "exp(y[along(0, n - shift)] - x.data.max())) + x.data.max()], ax)",
              "logcumsumexp shifted by the global max: small rows underflow to -inf"),
     Mutation("smooth-l1-beta-linear", "tinygrad_attn/functional/losses.py",
              "d * d * (0.5 / beta), a - 0.5 * beta)", "d * d * (0.5 / beta), a - 0.5)",
