@@ -132,6 +132,9 @@ def data_source(extra: dict, allow_change: bool = False, warn=None) -> str:
     record = extra.get("data", SHAKESPEARE)
     if isinstance(record, str):           # written before paths and hashes were recorded
         return record
+    if not isinstance(record, dict):
+        raise CheckpointError(f"the run's data record is a {type(record).__name__}, expected the bundled corpus's "
+                              f"name or a record of a file's path and sha256; evaluate with --data PATH")
     if record.get("source") == SHAKESPEARE:
         return SHAKESPEARE
     path = record.get("path")

@@ -203,6 +203,19 @@ def test_a_forged_layer_count_or_a_nan_setting_is_refused_before_the_model_is_bu
         assert rc == 2 and why in line and "checkpoint" in line, line
 
 
+@pytest.mark.parametrize("record", [["shakespeare"], 7, None, {"path": 3}])
+def test_a_forged_data_record_is_one_line_naming_it(capsys, run_copy, record):
+    ck = run_copy / "checkpoint"
+    meta = json.loads((ck / "checkpoint.json").read_text())
+    meta["extra"]["data"] = record
+    body = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    meta["meta_sha256"] = checkpoint._sha256(checkpoint._canonical(body))
+    (ck / "checkpoint.json").write_text(json.dumps(meta))
+    rc, _, err = run(capsys, "eval", "--out", run_copy)
+    line = one_error_line(err)
+    assert rc == 2 and "data" in line and "--data PATH" in line, line
+
+
 # ---------------------------------------------------------------- 12. one error boundary
 
 def bad_data(tmp_path, kind):

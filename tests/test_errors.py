@@ -9,6 +9,7 @@ import tinygrad_attn as tga
 from tinygrad_attn import functional as F
 from tinygrad_attn import nn
 from tinygrad_attn.errors import DeviceError, DTypeError, GraphError, ShapeError, TinygradAttnError
+from tinygrad_attn.ops.linalg import MatMul
 
 
 def raises(exc_type, *fragments):
@@ -309,3 +310,35 @@ def test_tensor_data_of_tensors_stacks_their_values_and_refuses_what_is_not_a_nu
             tga.Tensor(data)
     with pytest.raises(ShapeError, match="different lengths"):
         tga.Tensor([[1, 2], [3]])
+
+
+def test_an_array_or_none_where_a_tensor_belongs_is_a_dtype_error_naming_what_came(device):
+    """A NumPy array handed to a module or an op, or None/str beside a tensor, is named, never a
+    "no attribute 'backend'" traceback or a silent NaN."""
+    x = tga.randn(2, 4, device=device)
+    with raises(DTypeError, "LayerNorm", "ndarray of shape (2, 4)", "Tensor(...)"):
+        nn.LayerNorm(4).to(device)(np.ones((2, 4), np.float32))
+
+    class Outer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.inner(x)
+    with raises(DTypeError, "linear", "ndarray(2, 4)", "Tensor(...)"):
+        Outer().to(device)(x=np.ones((2, 4), np.float32))
+    with raises(DTypeError, "NoneType", "(2, 4)", "a number or a numeric array"):
+        x + None
+    with raises(DTypeError, "str", "a number or a numeric array"):
+        x * "a"
+    with raises(DTypeError, "at least one Tensor", "ndarray, ndarray"):
+        F.add(np.ones(2), np.ones(2))
+    with raises(DTypeError, "matmul", "expected Tensors", "ndarray(4, 3)"):
+        MatMul.apply(x, np.ones((4, 3)))   # the graph's own entry refuses what is not a Tensor
+
+    class Buggy(nn.Module):   # a user's own AttributeError is not mistaken for a wrong argument
+        def forward(self, x):
+            return x.no_such_method()
+    with pytest.raises(AttributeError, match="no_such_method"):
+        Buggy()(x)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import weakref
 from contextlib import contextmanager
 
-from .errors import DeviceError, GraphError
+from .errors import DeviceError, DTypeError, GraphError
 
 _grad_enabled = True
 
@@ -62,14 +62,17 @@ class Function:
     @classmethod
     def apply(cls, *inputs, **params):
         first = inputs[0]
-        device = first.device
-        for t in inputs:
-            if t.device != device:
-                raise DeviceError(
-                    f"{cls.op_name()}: tensors on different devices: "
-                    + ", ".join(f"{tuple(i.shape)} on {i.device}" for i in inputs)
-                    + "; move them with .to(device) first"
-                )
+        try:  # `_device` is a Tensor's own slot: anything else (an array, a list) stops here
+            device = first._device
+            for t in inputs:
+                if t._device != device:
+                    raise DeviceError(
+                        f"{cls.op_name()}: tensors on different devices: "
+                        + ", ".join(f"{tuple(i.shape)} on {i.device}" for i in inputs)
+                        + "; move them with .to(device) first"
+                    )
+        except AttributeError:
+            raise _not_tensors(cls, inputs) from None
         fn = cls()
         fn.backend = first.backend
         fn.xp = fn.backend.xp
@@ -120,6 +123,12 @@ class IndexedGrad:
         out = self.xp.zeros(self.shape, dtype=self.values.dtype)
         out[self.index] = self.values
         return out
+
+
+def _not_tensors(op, inputs) -> DTypeError:
+    described = ", ".join(
+        "Tensor" if hasattr(x, "_device") else f"{type(x).__name__}{tuple(getattr(x, 'shape', ()))}" for x in inputs)
+    return DTypeError(f"{op.op_name()}: expected Tensors, got ({described}); wrap arrays in Tensor(...) first")
 
 
 def _make_tensor(data, device, requires_grad):

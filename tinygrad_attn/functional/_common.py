@@ -29,6 +29,9 @@ def _constant(x, dtype, like: Tensor) -> Tensor:
             cached = _SCALARS[key] = Tensor.wrap(backend.xp.asarray(x, dtype=dtype), like.device)
         return cached
     arr = backend.asarray(x)
+    if arr.dtype.kind not in "biuf":  # None, strings, objects: never a silent NaN or a NumPy traceback
+        raise DTypeError(f"an operand of type {type(x).__name__} (dtype {arr.dtype}) beside a {like.dtype} "
+                         f"tensor of shape {tuple(like.shape)}: expected a Tensor, a number or a numeric array")
     return Tensor.wrap(arr if arr.dtype == dtype else arr.astype(dtype), like.device)
 
 
@@ -55,7 +58,10 @@ def _operands(*xs, float_op=False):
         dtype = result_dtype(*xs)
     if float_op:
         dtype = float_dtype(dtype)
-    like = next(x for x in xs if isinstance(x, Tensor))
+    like = next((x for x in xs if isinstance(x, Tensor)), None)
+    if like is None:
+        raise DTypeError(f"expected at least one Tensor among the operands, got "
+                         f"({', '.join(type(x).__name__ for x in xs)}); wrap arrays in Tensor(...) first")
     return tuple(_as_dtype(x, dtype, like) for x in xs)
 
 

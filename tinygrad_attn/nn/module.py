@@ -24,7 +24,7 @@ import numpy as np
 
 from ..autograd import no_grad
 from ..backend import get_backend, normalize_device
-from ..errors import CheckpointError
+from ..errors import CheckpointError, DTypeError
 from ..tensor import Tensor, _is_float
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -390,7 +390,16 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} defines no forward()")
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        try:
+            return self.forward(*args, **kwargs)
+        except AttributeError as error:  # e.g. a NumPy array where a Tensor belongs: say so, not 'no .backend'
+            culprits = [a for a in (*args, *kwargs.values()) if a is error.obj and not isinstance(a, Tensor)]
+            if not culprits:
+                raise
+            culprit = culprits[0]
+            shape = tuple(getattr(culprit, "shape", ()))
+            raise DTypeError(f"{type(self).__name__}: expected a Tensor, got {type(culprit).__name__}"
+                             f"{' of shape ' + str(shape) if shape else ''}; wrap it in Tensor(...) first") from None
 
     def extra_repr(self) -> str:
         """The text inside this module's parentheses in repr (its configuration)."""
