@@ -134,6 +134,11 @@ def _floor(case, framework="numpy"):
     return step
 
 
+# warm-up steps before the timed ones, alike for both frameworks: allocators, caches, lazy imports,
+# and the CPU backend's first choice of OpenBLAS's spin, made by timing steps 3 to 9 (spin_choice.py)
+WARMUP_STEPS = 10
+
+
 def worker(framework, case, steps, threads):
     """Run in a subprocess: time `steps` steps after a warm-up, print JSON."""
     import numpy  # noqa: F401  (both frameworks load it; count memory from after the imports)
@@ -153,21 +158,34 @@ def worker(framework, case, steps, threads):
         step = _floor(case, "torch")
     else:
         step = _floor(case)
-    step()
-    step()  # warm-up: allocator, caches, lazy imports
+    for _ in range(WARMUP_STEPS):
+        step()
     times = []
     for _ in range(steps):
         t0 = time.perf_counter()
         step()
         times.append(time.perf_counter() - t0)
     # peak memory of model, data, activations and optimizer state, above the imported libraries
-    print(json.dumps({"times": times, "peak_rss_mb": _peak_rss_mb() - base}))
+    record = {"times": times, "peak_rss_mb": _peak_rss_mb() - base}
+    if framework == "ours":
+        record["spin"] = _spin_chosen()
+    print(json.dumps(record))
+
+
+def _spin_chosen():
+    """What the CPU backend's run-time choice of OpenBLAS's spin chose at each trial, or None if it made none."""
+    import tinygrad_attn as tga
+    spin = tga.get_backend("cpu").spin
+    return None if spin is None else ["short" if short else "long" for _, short, _, _ in spin.history]
 
 
 def _blas_spin() -> str:
-    # as a user's script runs: the CPU backend shortens OpenBLAS's spin at first use
-    # (backend/cpu_threads.py); set OPENBLAS_THREAD_TIMEOUT yourself to measure another setting
-    return os.environ.get("OPENBLAS_THREAD_TIMEOUT", "unset (the backend's choice)")
+    # as a user's script runs: the CPU backend chooses OpenBLAS's spin from the steps' times
+    # (backend/spin_choice.py); set TINYGRAD_ATTN_BLAS_SPIN=short|long or OPENBLAS_THREAD_TIMEOUT to fix one
+    for var in ("TINYGRAD_ATTN_BLAS_SPIN", "OPENBLAS_THREAD_TIMEOUT"):
+        if var in os.environ:
+            return f"{var}={os.environ[var]}"
+    return "chosen at run time (the backend's default)"
 
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -215,7 +233,7 @@ def main(argv=None):
                 slot["rss"].append(r["peak_rss_mb"])
     print(f"\nmachine: {_cpu_model()} ({os.uname().machine}), {os.cpu_count()} cores, threads={args.threads} "
           f"(G: each framework's default, H: 1), "
-          f"OPENBLAS_THREAD_TIMEOUT={_blas_spin()}, "
+          f"OpenBLAS spin: {_blas_spin()}, "
           f"date {time.strftime('%Y-%m-%d')}; case F's PyTorch side: "
           f"{'nanoGPT model.py' if os.environ.get('NANOGPT_DIR') else 'torch_reference decoder'}\n")
     print("| case | tinygrad_attn ms | PyTorch ms | ratio (lowest-highest round) | floor NumPy ms | floor PyTorch ms | ours/floor | torch/floor "

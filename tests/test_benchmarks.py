@@ -17,6 +17,7 @@ def test_bench_cpu_worker_times_a_step(case):
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert len(result["times"]) == 1 and result["times"][0] > 0 and result["peak_rss_mb"] >= 0
+    assert "spin" in result  # what the run-time choice of OpenBLAS's spin chose (None where it made none)
 
 
 def test_bench_busy_host_runs_each_setting(monkeypatch):
@@ -26,6 +27,6 @@ def test_bench_busy_host_runs_each_setting(monkeypatch):
     monkeypatch.setattr(bench_busy_host.bench_cpu, "_run_worker",
                         lambda fw, case, steps, threads: seen.append(dict(os.environ)) or {"times": [0.01]})
     bench_busy_host.main(["--cases", "H", "--hogs", "0", "--rounds", "1", "--steps", "1"])
-    assert [e.get("OPENBLAS_THREAD_TIMEOUT") for e in seen] == [None, "28", None]
-    assert [e.get("TINYGRAD_ATTN_PROCESS_SETTINGS") for e in seen] == [None, None, "0"]
-    assert "OPENBLAS_THREAD_TIMEOUT" not in os.environ  # each setting's variables are put back
+    assert [e.get("TINYGRAD_ATTN_BLAS_SPIN") for e in seen] == [None, "short", "long", None]
+    assert [e.get("TINYGRAD_ATTN_PROCESS_SETTINGS") for e in seen] == [None, None, None, "0"]
+    assert "TINYGRAD_ATTN_BLAS_SPIN" not in os.environ  # each setting's variables are put back

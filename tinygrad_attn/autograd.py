@@ -193,6 +193,8 @@ def run_backward(roots, root_grads, *, retain_graph=False, create_graph=False, i
     the gradients are themselves differentiable. Otherwise the walk moves raw arrays:
     an op's `fast_backward` when it has one, else its `backward` with grad mode off.
     """
+    if roots:
+        roots[0].backend.on_backward()
     wanted = None if inputs is None else {id(t): i for i, t in enumerate(inputs)}
     found = [None] * (0 if inputs is None else len(inputs))
     order = _topological_order(roots)

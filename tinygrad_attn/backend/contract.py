@@ -36,6 +36,10 @@ class Backend(ABC):
     # a device backend sets False (the safe default checks everything)
     values_on_host: bool = True
 
+    def on_backward(self) -> None:
+        """Called as each backward walk begins: once per training step in a training loop, where a
+        backend may time its steps and tune itself (the CPU backend chooses OpenBLAS's spin)."""
+
     def checks_values(self) -> bool:
         """Whether library code may read array values to check them (ids in range, ...):
         free on host arrays; on a device only with debug checks on (set_debug_checks)."""

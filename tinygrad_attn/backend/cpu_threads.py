@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 MIN_BLOCKS_PER_THREAD = 2  # a hand-off to a sleeping thread costs 0.1-0.4 ms: worth it for 2+ blocks (~1 ms)
 SHORT_SPIN = "20"  # OPENBLAS_THREAD_TIMEOUT for the processes we start: idle BLAS threads sleep after 2^20 cycles
+OPENBLAS_OWN_SPIN = "28"  # OpenBLAS's default (THREAD_TIMEOUT in its Makefile.rule): 2^28 cycles
 
 
 def default_threads() -> int:
@@ -59,30 +60,63 @@ def blas_threads_sleep_soon() -> bool:
     return all(lib["internal_api"] == "openblas" for lib in _blas_libraries())
 
 
-def shorten_openblas_spin() -> bool:
-    """Give OpenBLAS's idle threads the short spin now, unless OPENBLAS_THREAD_TIMEOUT is set
-    (the user's choice). True if the short spin is in effect after the call."""
+SPIN_ENV_VAR = "TINYGRAD_ATTN_BLAS_SPIN"
+SPIN_SETTINGS = ("auto", "short", "long")
+
+
+def spin_setting() -> str:
+    """TINYGRAD_ATTN_BLAS_SPIN: "auto" (the default: chosen from the steps' times, spin_choice.py),
+    or "short" or "long" for good."""
+    value = os.environ.get(SPIN_ENV_VAR, "auto").strip().lower() or "auto"
+    if value not in SPIN_SETTINGS:
+        from ..errors import ConfigError
+        raise ConfigError(f"{SPIN_ENV_VAR}={os.environ[SPIN_ENV_VAR]!r}: expected one of {', '.join(SPIN_SETTINGS)}")
+    return value
+
+
+def spin_is_ours() -> bool:
+    """Whether the backend may set OpenBLAS's spin: BLAS is an OpenBLAS with the functions that
+    change it at run time, and OPENBLAS_THREAD_TIMEOUT is not set (a value of the user's stays)."""
+    return "OPENBLAS_THREAD_TIMEOUT" not in os.environ and _openblas_spin_calls() is not None
+
+
+def set_openblas_spin(short: bool) -> bool:
+    """OpenBLAS's idle threads get the short spin, or (short=False) OpenBLAS's own default.
+    True if the short spin is in effect after the call."""
     global _spin_shortened
-    if "OPENBLAS_THREAD_TIMEOUT" in os.environ or _spin_shortened:
+    calls = _openblas_spin_calls()
+    if calls is None or "OPENBLAS_THREAD_TIMEOUT" in os.environ:
         return blas_threads_sleep_soon()
-    libraries = _blas_libraries()
-    if not libraries or any(lib["internal_api"] != "openblas" for lib in libraries):
-        return False
-    try:
-        handles = [ctypes.CDLL(lib["filepath"]) for lib in libraries]
-        calls = [(h.openblas_read_env, h.blas_thread_shutdown_) for h in handles]
-    except (OSError, AttributeError):  # an OpenBLAS without them: its spin stays as it loaded
-        return False
-    # the variable is set only while OpenBLAS reads it: child processes inherit nothing
-    os.environ["OPENBLAS_THREAD_TIMEOUT"] = SHORT_SPIN
+    # the variable is set only while OpenBLAS reads it: child processes inherit nothing. Unset, it
+    # would leave the spin its threads last started with, so the long spin is named too
+    os.environ["OPENBLAS_THREAD_TIMEOUT"] = SHORT_SPIN if short else OPENBLAS_OWN_SPIN
     try:
         for read_env, shutdown in calls:
             read_env()
             shutdown()  # its threads start again at the next threaded product, with the new spin
     finally:
-        del os.environ["OPENBLAS_THREAD_TIMEOUT"]
-    _spin_shortened = True
-    return True
+        os.environ.pop("OPENBLAS_THREAD_TIMEOUT", None)
+    _spin_shortened = short
+    return short
+
+
+_spin_calls = None
+
+
+def _openblas_spin_calls():
+    """[(openblas_read_env, blas_thread_shutdown_)] of each loaded BLAS, or None where one is
+    not an OpenBLAS or lacks them (its spin stays as it loaded)."""
+    global _spin_calls
+    if _spin_calls is None:
+        libraries = _blas_libraries()
+        try:
+            if not libraries or any(lib["internal_api"] != "openblas" for lib in libraries):
+                raise AttributeError
+            handles = [ctypes.CDLL(lib["filepath"]) for lib in libraries]
+            _spin_calls = [(h.openblas_read_env, h.blas_thread_shutdown_) for h in handles]
+        except (OSError, AttributeError):
+            _spin_calls = False
+    return _spin_calls or None
 
 
 class BlockThreads:

@@ -22,8 +22,10 @@ import numpy as np
 from ..shapes import broadcast_shape
 from .array_kernels import ArrayKernels, picked_rows, sorted_runs
 from .contract import Backend
-from .cpu_threads import BlockThreads, blas_threads_sleep_soon, default_threads, shorten_openblas_spin
+from .cpu_threads import (BlockThreads, blas_threads_sleep_soon, default_threads, set_openblas_spin, spin_is_ours,
+                          spin_setting)
 from .host_memory import keep_freed_host_memory, process_settings_allowed
+from .spin_choice import SpinChoice
 
 _BLOCK_ELEMENTS = 1 << 17  # a row-independent kernel runs on blocks of about this many entries
 _SHORT_ROW = 32  # rows this short are reduced down the columns of a transposed copy (row_max)
@@ -38,12 +40,31 @@ class NumpyBackend(ArrayKernels, Backend):
         self.rng = np.random.default_rng()
         self._erf = np.vectorize(math.erf, otypes=[np.float64])
         self.workers = BlockThreads()
+        self._threads = default_threads()
+        self.spin = None  # the run-time choice of OpenBLAS's spin (spin_choice.py), where it is ours to make
         # speed by default: a user's own script gets what the trainer gets, at the backend's
         # first use (never at import); TINYGRAD_ATTN_PROCESS_SETTINGS=0 opts out of both
         if process_settings_allowed():
             keep_freed_host_memory()
-            shorten_openblas_spin()
-        self.workers.threads = default_threads() if blas_threads_sleep_soon() else 1
+            setting = spin_setting()
+            if spin_is_ours():
+                set_openblas_spin(short=setting != "long")
+                if setting == "auto":
+                    self.spin = SpinChoice(self._use_spin)
+        self.workers.threads = self._threads if blas_threads_sleep_soon() else 1
+
+    def _use_spin(self, short: bool) -> None:
+        set_openblas_spin(short)
+        self.workers.threads = self._threads if short else 1
+
+    def on_backward(self) -> None:
+        if self.spin is not None:
+            self.spin.step()
+
+    def matmul(self, a, b):
+        if self.spin is not None and self.spin.on_trial:
+            self.spin.product()
+        return np.matmul(a, b)
 
     def set_num_threads(self, n: int | None = None) -> int:
         """Let BLAS (the matrix products) use `n` threads, for the whole process (default:
@@ -52,6 +73,7 @@ class NumpyBackend(ArrayKernels, Backend):
         from threadpoolctl import threadpool_limits
         n = default_threads() if n is None else max(1, int(n))
         threadpool_limits(limits=n, user_api="blas")
+        self._threads = n
         self.workers.threads = n if blas_threads_sleep_soon() else 1
         return n
 
