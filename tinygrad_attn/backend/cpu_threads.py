@@ -9,10 +9,11 @@ its threads go to sleep after 2^20 cycles (~0.4 ms), and the two threads took 0.
 against 1.02. OpenBLAS reads the variable when it loads (when NumPy is imported), and again
 when `openblas_read_env` is called; its threads take the new value when they are started
 again (`blas_thread_shutdown_`; the next threaded product starts them). So the CPU backend
-sets the short spin at its first use, in any program, with no variable to set before Python
-starts (`shorten_openblas_spin`). A value of OPENBLAS_THREAD_TIMEOUT of your own is kept;
-TINYGRAD_ATTN_PROCESS_SETTINGS=0 leaves OpenBLAS as it loaded. Where the spin stays long
-(another BLAS, an OpenBLAS without those functions), the blocks stay on the calling thread.
+sets the spin at run time, in any program, with no variable to set before Python starts
+(`set_openblas_spin`), and chooses short or long from the steps' times (spin_choice.py). A
+value of OPENBLAS_THREAD_TIMEOUT of your own is kept; TINYGRAD_ATTN_PROCESS_SETTINGS=0 leaves
+OpenBLAS as it loaded. Where the spin stays long (the long setting, another BLAS, an OpenBLAS
+without those functions), the blocks stay on the calling thread.
 
 While attention's blocks run on several threads, BLAS is held to one: its products are
 small (T x T x head_dim per head), and two of our threads call BLAS at once.
@@ -27,7 +28,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 MIN_BLOCKS_PER_THREAD = 2  # a hand-off to a sleeping thread costs 0.1-0.4 ms: worth it for 2+ blocks (~1 ms)
-SHORT_SPIN = "20"  # OPENBLAS_THREAD_TIMEOUT for the processes we start: idle BLAS threads sleep after 2^20 cycles
+SHORT_SPIN = "20"  # the short spin: idle BLAS threads sleep after 2^20 cycles (~0.4 ms here)
 OPENBLAS_OWN_SPIN = "28"  # OpenBLAS's default (THREAD_TIMEOUT in its Makefile.rule): 2^28 cycles
 
 
@@ -43,7 +44,7 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
-_spin_shortened = False  # set by shorten_openblas_spin: the short spin is in effect though the variable is unset
+_spin_shortened = False  # set by set_openblas_spin: the short spin is in effect though the variable is unset
 
 
 def _blas_libraries():
