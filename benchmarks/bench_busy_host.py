@@ -19,7 +19,8 @@ it (`--neighbour spin`: a Python loop; `blas`: 2-thread float32 products of (102
               script ran before they became the default)
 
 The goal: default within 10% of the better fixed setting (short or long) in every condition.
-Reported per condition: the median step of each setting and its ratio to the best of the others.
+Reported per condition: the median step of each setting, default's ratio to the better fixed
+setting, and what the default chose in each round.
 """
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Small helpers shared by the op tests: float64 tensors, closeness, hypothesis settings."""
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, settings
 
 import tinygrad_attn as tga
@@ -24,3 +25,12 @@ def close(tensor, expected, rtol=1e-10, atol=1e-12):
 
 from tinygrad_attn.functional.references import attention_with_weights as np_attention  # noqa: E402,F401
 from tinygrad_attn.functional.references import softmax as np_softmax  # noqa: E402,F401
+
+
+def _blas_is_openblas() -> bool:
+    from threadpoolctl import threadpool_info
+    return [lib["internal_api"] for lib in threadpool_info() if lib["user_api"] == "blas"] == ["openblas"]
+
+
+# the tests of OpenBLAS's idle-thread spin: another BLAS (MKL, Accelerate) has no such setting to change
+needs_openblas = pytest.mark.skipif(not _blas_is_openblas(), reason="the spin is OpenBLAS's; this NumPy uses another BLAS")

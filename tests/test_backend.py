@@ -20,6 +20,8 @@ from tinygrad_attn.amp import LossScaler
 from tinygrad_attn.errors import DeviceError, GraphError
 from tinygrad_attn.testing import gradcheck
 
+from helpers import needs_openblas
+
 
 def host(a):
     return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else np.asarray(a)
@@ -460,12 +462,8 @@ def _spin_probe(**env):
     return float(before), float(after), short == "True", int(threads)
 
 
-def _openblas():
-    from threadpoolctl import threadpool_info
-    return [lib["internal_api"] for lib in threadpool_info() if lib["user_api"] == "blas"] == ["openblas"]
 
-
-@pytest.mark.skipif(not _openblas(), reason="the spin is OpenBLAS's; this NumPy uses another BLAS")
+@needs_openblas
 def test_first_use_shortens_openblas_spin_with_no_variable_set():
     # before: OpenBLAS's idle thread spins through the 50 ms sleep (~0.1 s by default); after: it sleeps
     before, after, short, threads = _spin_probe()
@@ -473,7 +471,7 @@ def test_first_use_shortens_openblas_spin_with_no_variable_set():
     assert after < 0.25 * before, (before, after)
 
 
-@pytest.mark.skipif(not _openblas(), reason="the spin is OpenBLAS's; this NumPy uses another BLAS")
+@needs_openblas
 def test_opting_out_or_a_users_own_spin_leaves_openblas_as_it_loaded():
     before, after, short, threads = _spin_probe(TINYGRAD_ATTN_PROCESS_SETTINGS="0")
     assert not short and threads == 1 and after > 0.25 * before, (before, after)

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from helpers import needs_openblas
 
 import tinygrad_attn as tga
 from tinygrad_attn.backend import spin_choice
@@ -89,10 +90,6 @@ def test_one_slow_step_in_a_trial_does_not_decide_it():
 
 # ---------------------------------------------------------------- the CPU backend, in its own process
 
-def _openblas():
-    from threadpoolctl import threadpool_info
-    return [lib["internal_api"] for lib in threadpool_info() if lib["user_api"] == "blas"] == ["openblas"]
-
 
 PROBE = """
 import time, numpy as np, tinygrad_attn as tga
@@ -124,7 +121,7 @@ def _probe(**env):
     return out
 
 
-@pytest.mark.skipif(not _openblas(), reason="the spin is OpenBLAS's; this NumPy uses another BLAS")
+@needs_openblas
 def test_by_default_the_backend_chooses_and_each_choice_takes_effect_at_run_time():
     out = _probe()
     assert out.returncode == 0, out.stderr
@@ -136,7 +133,7 @@ def test_by_default_the_backend_chooses_and_each_choice_takes_effect_at_run_time
     assert float(short_spun) < 0.25 * float(long_spun) and float(again_spun) < 0.25 * float(long_spun), out.stdout
 
 
-@pytest.mark.skipif(not _openblas(), reason="the spin is OpenBLAS's; this NumPy uses another BLAS")
+@needs_openblas
 @pytest.mark.parametrize("env, short, threads", [({"TINYGRAD_ATTN_BLAS_SPIN": "short"}, "True", "2"),
                                                  ({"TINYGRAD_ATTN_BLAS_SPIN": "long"}, "False", "1"),
                                                  ({"OPENBLAS_THREAD_TIMEOUT": "28"}, "False", "1"),

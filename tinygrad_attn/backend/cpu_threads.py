@@ -85,14 +85,13 @@ def set_openblas_spin(short: bool) -> bool:
     """OpenBLAS's idle threads get the short spin, or (short=False) OpenBLAS's own default.
     True if the short spin is in effect after the call."""
     global _spin_shortened
-    calls = _openblas_spin_calls()
-    if calls is None or "OPENBLAS_THREAD_TIMEOUT" in os.environ:
+    if not spin_is_ours():
         return blas_threads_sleep_soon()
     # the variable is set only while OpenBLAS reads it: child processes inherit nothing. Unset, it
     # would leave the spin its threads last started with, so the long spin is named too
     os.environ["OPENBLAS_THREAD_TIMEOUT"] = SHORT_SPIN if short else OPENBLAS_OWN_SPIN
     try:
-        for read_env, shutdown in calls:
+        for read_env, shutdown in _openblas_spin_calls():
             read_env()
             shutdown()  # its threads start again at the next threaded product, with the new spin
     finally:
@@ -101,23 +100,27 @@ def set_openblas_spin(short: bool) -> bool:
     return short
 
 
-_spin_calls = None
+_spin_calls = None  # looked up once: [(openblas_read_env, blas_thread_shutdown_)], or False
 
 
 def _openblas_spin_calls():
-    """[(openblas_read_env, blas_thread_shutdown_)] of each loaded BLAS, or None where one is
-    not an OpenBLAS or lacks them (its spin stays as it loaded)."""
+    """The functions that change each loaded OpenBLAS's spin, or None where a BLAS is not an
+    OpenBLAS or lacks them (its spin stays as it loaded)."""
     global _spin_calls
     if _spin_calls is None:
-        libraries = _blas_libraries()
-        try:
-            if not libraries or any(lib["internal_api"] != "openblas" for lib in libraries):
-                raise AttributeError
-            handles = [ctypes.CDLL(lib["filepath"]) for lib in libraries]
-            _spin_calls = [(h.openblas_read_env, h.blas_thread_shutdown_) for h in handles]
-        except (OSError, AttributeError):
-            _spin_calls = False
+        _spin_calls = _look_up_spin_calls()
     return _spin_calls or None
+
+
+def _look_up_spin_calls():
+    libraries = _blas_libraries()
+    if not libraries or any(lib["internal_api"] != "openblas" for lib in libraries):
+        return False
+    try:
+        handles = [ctypes.CDLL(lib["filepath"]) for lib in libraries]
+        return [(h.openblas_read_env, h.blas_thread_shutdown_) for h in handles]
+    except (OSError, AttributeError):
+        return False
 
 
 class BlockThreads:
