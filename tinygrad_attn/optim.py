@@ -7,7 +7,9 @@
 Updates are written on the raw arrays (`p.data`, with the backend's `xp`, so the same
 code runs on NumPy and CuPy), outside the graph, in place: a Parameter keeps its
 identity and its memory. Gradient arrays are never written in place: the graph walk
-may hand the same gradient array to two parameters.
+may hand the same gradient array to two parameters. The parameters of a group are laid
+out end to end in one array (flat_params.py), so that a step is a dozen passes over it
+rather than a dozen calls per parameter; `p.data` and the state arrays are views into it.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import numpy as np
 
 from .backend import get_backend
 from .errors import CheckpointError, ConfigError, NonFiniteError
+from .flat_params import FlatParams, untied
 from .tensor import Tensor, _is_float
 
 
@@ -51,6 +54,7 @@ class Optimizer:
         self.defaults = dict(defaults)
         self.param_groups: list[dict] = []
         self.state: dict[int, dict] = {}  # id(param) -> {"step": int, name: array, ...}
+        self._flats: dict[tuple, FlatParams] = {}  # (group index, device, dtype) -> its parameters laid out flat
         params = list(params)
         if not params:
             raise ValueError(f"{type(self).__name__}: got an empty parameter list")
@@ -97,17 +101,49 @@ class Optimizer:
             p.grad = None
 
     def step(self) -> None:
-        """One update of every parameter that has a gradient."""
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state.setdefault(id(p), {"step": 0})
-                state["step"] += 1
-                self._update(p, p.grad.data, state, group, p.backend.xp)
+        """One update of every parameter that has a gradient.
 
-    def _update(self, p, g, state, group, xp):
-        raise NotImplementedError(f"{type(self).__name__} must define _update (the in-place step of one parameter)")
+        The parameters of a group that share a device and dtype are updated together, as one
+        flat array (flat_params.py), when their steps agree; otherwise one by one."""
+        for index, group in enumerate(self.param_groups):
+            for params in _by_device_and_dtype(p for p in group["params"] if p.grad is not None):
+                states = [self.state.setdefault(id(p), {"step": 0}) for p in params]
+                for state in states:
+                    state["step"] += 1
+                xp = params[0].backend.xp
+                flat = self._flat_params((index, params[0].device, params[0].dtype), params, states, xp)
+                if flat is not None:
+                    flat.update(self._update, params, states, group)
+                    continue
+                for p, state in zip(params, states):
+                    self._update_one(p, state, group, xp)
+
+    def _update_one(self, p, state, group, xp):
+        if p.ndim:
+            return self._update(p.data, p.grad.data, state, group, xp)
+        # arithmetic on 0-d arrays gives NumPy scalars, which `*=` would not write back into the
+        # state: the update runs on one-element views, and the state is kept 0-d
+        one = {k: (v.reshape(1) if hasattr(v, "shape") else v) for k, v in state.items()}
+        self._update(p.data.reshape(1), p.grad.data.reshape(1), one, group, xp)
+        state.update({k: (v.reshape(()) if hasattr(v, "shape") else v) for k, v in one.items()})
+
+    def _flat_params(self, key, params, states, xp):
+        """The FlatParams of these parameters, laid out anew if needed; None where they are
+        updated one by one (a single one, steps that differ, memory shared between them)."""
+        if len(params) < 2 or len({state["step"] for state in states}) > 1:
+            return None
+        flat = self._flats.pop(key, None)
+        if flat is not None and flat.holds(params, states):
+            self._flats[key] = flat
+            return flat
+        names = {frozenset(k for k, v in state.items() if hasattr(v, "shape")) for state in states}
+        if len(names) > 1 or untied(params)[1]:
+            return None
+        flat = self._flats[key] = FlatParams(params, states, xp)
+        return flat
+
+    def _update(self, data, g, state, group, xp):
+        raise NotImplementedError(f"{type(self).__name__} must define _update (the in-place step of `data`)")
 
     # ---- state --------------------------------------------------------
     def state_dict(self) -> dict:
@@ -183,6 +219,14 @@ class Optimizer:
         self.state = new_state
 
 
+def _by_device_and_dtype(params) -> list[list]:
+    """The parameters split by (device, dtype), each list in the given order."""
+    kinds = {}
+    for p in params:
+        kinds.setdefault((p.device, p.dtype), []).append(p)
+    return list(kinds.values())
+
+
 def _plain(v):
     """Hyperparameters as JSON-friendly values (tuples become lists)."""
     return list(v) if isinstance(v, tuple) else v
@@ -202,9 +246,9 @@ class SGD(Optimizer):
         if group["nesterov"] and group["momentum"] == 0:
             raise ConfigError("SGD: nesterov=True needs momentum > 0")
 
-    def _update(self, p, g, state, group, xp):
+    def _update(self, data, g, state, group, xp):
         if group["weight_decay"]:
-            g = g + group["weight_decay"] * p.data
+            g = g + group["weight_decay"] * data
         mu = group["momentum"]
         if mu:
             buf = state.get("momentum_buffer")
@@ -214,7 +258,7 @@ class SGD(Optimizer):
                 buf *= mu
                 buf += g
             g = g + mu * buf if group["nesterov"] else buf
-        p.data -= group["lr"] * g
+        data -= group["lr"] * g
 
 
 class Adam(Optimizer):
@@ -232,17 +276,17 @@ class Adam(Optimizer):
             raise ConfigError(f"{type(self).__name__}: invalid betas={betas!r} (expected two numbers in [0, 1))")
         group["betas"] = tuple(betas)
 
-    def _update(self, p, g, state, group, xp):
+    def _update(self, data, g, state, group, xp):
         lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
         if wd and self.decoupled:
-            p.data *= 1 - lr * wd          # AdamW: shrink the weights, not the gradient
+            data *= 1 - lr * wd            # AdamW: shrink the weights, not the gradient
         elif wd:
-            g = g + wd * p.data            # Adam: L2 penalty's gradient
+            g = g + wd * data              # Adam: L2 penalty's gradient
         if "exp_avg" not in state:
-            state["exp_avg"] = xp.zeros_like(p.data)
-            state["exp_avg_sq"] = xp.zeros_like(p.data)
+            state["exp_avg"] = xp.zeros_like(data)
+            state["exp_avg_sq"] = xp.zeros_like(data)
         m, v, t = state["exp_avg"], state["exp_avg_sq"], state["step"]
-        scratch = xp.multiply(g, 1 - b1, dtype=p.dtype)  # one temporary, reused by every line below
+        scratch = xp.multiply(g, 1 - b1, dtype=data.dtype)  # one temporary, reused by every line below
         m *= b1
         m += scratch                      # m = b1 m + (1 - b1) g
         xp.multiply(g, g, out=scratch)
@@ -256,7 +300,7 @@ class Adam(Optimizer):
         scratch += eps * root
         xp.divide(m, scratch, out=scratch)
         scratch *= lr * root / (1 - b1 ** t)
-        p.data -= scratch
+        data -= scratch
 
 
 class AdamW(Adam):
