@@ -17,6 +17,7 @@ one flat copy each would untie them.
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 
@@ -49,23 +50,20 @@ class FlatParams:
     state arrays whose views are each parameter's state."""
 
     def __init__(self, params, states, xp):
-        self.params, self.xp = list(params), xp
-        self.ids = tuple(id(p) for p in self.params)
-        shapes = [p.shape for p in self.params]
-        sizes = [math.prod(s) for s in shapes]
-        self.bounds = [(sum(sizes[:i]), sum(sizes[:i + 1])) for i in range(len(sizes))]
-        self.shapes = shapes
-        self.data = xp.concatenate([p.data.reshape(-1) for p in self.params])
+        """`states`: each parameter's state, all with the same array names (the optimizer checks)."""
+        self.xp = xp
+        self.ids = tuple(id(p) for p in params)
+        self.shapes = [p.shape for p in params]
+        ends = list(itertools.accumulate(math.prod(s) for s in self.shapes))
+        self.bounds = list(zip([0] + ends[:-1], ends))
+        self.data = xp.concatenate([p.data.reshape(-1) for p in params])
         self.grad = xp.empty_like(self.data)
         self.data_views = self._views(self.data)
-        for p, view in zip(self.params, self.data_views):
+        for p, view in zip(params, self.data_views):
             p.data = view
-        self.state = {}  # the flat state, written by the optimizer's update
-        names = {k for s in states for k, v in s.items() if hasattr(v, "shape")}
-        for name in names:
-            if all(hasattr(s.get(name), "shape") for s in states):
-                self.state[name] = xp.concatenate([xp.asarray(s[name]).reshape(-1) for s in states]).astype(
-                    self.data.dtype, copy=False)
+        names = [k for k, v in states[0].items() if hasattr(v, "shape")]
+        self.state = {name: xp.concatenate([xp.asarray(s[name]).reshape(-1) for s in states]).astype(
+            self.data.dtype, copy=False) for name in names}  # the flat state, written by the optimizer's update
         self.share_state(states)
 
     def _views(self, flat):
