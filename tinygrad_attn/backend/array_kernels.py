@@ -163,6 +163,13 @@ class ArrayKernels:
         if is_half(x.dtype):  # the statistics of a float16 row overflow: compute in float32
             y, saved = self.layer_norm(*(a.astype(np.float32) for a in (x, weight, bias)), eps)
             return y.astype(x.dtype), saved
+        y = xp.empty_like(x)
+        return y, self._layer_norm_into(y, x, weight, bias, eps)
+
+    def _layer_norm_into(self, y, x, weight, bias, eps):
+        """layer_norm of float32/64 `x` written into `y` (a block of the whole output: no copy
+        afterwards); returns what the backward needs."""
+        xp = self.xp
         inv_d = 1.0 / x.shape[-1]
         xhat = x - self.row_sum(x) * inv_d
         var = self.row_dot(xhat, xhat)
@@ -170,9 +177,9 @@ class ArrayKernels:
         var += eps
         rstd = 1.0 / xp.sqrt(var)
         xhat *= rstd  # in place: centered becomes xhat
-        y = xhat * weight
+        xp.multiply(xhat, weight, out=y)
         y += bias
-        return y, (xhat, rstd)
+        return xhat, rstd
 
     def layer_norm_backward(self, x, weight, g, saved, needs):
         """dx = rstd (gw - mean(gw) - xhat mean(gw xhat)) with gw = g * weight;
