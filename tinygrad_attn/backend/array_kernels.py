@@ -184,15 +184,20 @@ class ArrayKernels:
     def layer_norm_backward(self, x, weight, g, saved, needs):
         """dx = rstd (gw - mean(gw) - xhat mean(gw xhat)) with gw = g * weight;
         dweight = sum over rows of g xhat; dbias = sum over rows of g."""
-        xhat, rstd = saved
         if is_half(g.dtype):
             grads = self.layer_norm_backward(x, weight.astype(np.float32), g.astype(np.float32), saved, needs)
             return tuple(None if d is None else d.astype(g.dtype) for d in grads)
+        dx = self.xp.empty_like(g) if needs[0] else None
+        return self._layer_norm_backward_into(dx, weight, g, saved, needs)
+
+    def _layer_norm_backward_into(self, dx, weight, g, saved, needs):
+        """layer_norm_backward of float32/64 `g`, dx written into `dx` (a block of the whole
+        gradient: no copy afterwards)."""
+        xhat, rstd = saved
         need_dx, need_dw, need_db = needs
         inv_d = 1.0 / g.shape[-1]
-        dx = None
         if need_dx:
-            dx = g * weight
+            self.xp.multiply(g, weight, out=dx)
             proj = self.row_dot(dx, xhat)
             proj *= inv_d
             proj = proj * xhat

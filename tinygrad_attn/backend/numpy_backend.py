@@ -212,9 +212,7 @@ class NumpyBackend(ArrayKernels, Backend):
         dx = np.empty_like(x) if needs[0] else None
 
         def part(sl, saved_part):
-            gx, gw, gb = super(NumpyBackend, self).layer_norm_backward(x[sl], weight, g[sl], saved_part, needs)
-            if dx is not None:
-                dx[sl] = gx
+            _, gw, gb = self._layer_norm_backward_into(None if dx is None else dx[sl], weight, g[sl], saved_part, needs)
             return gw, gb
         parts = saved.backward(part, self.workers)
         dw = sum(p[0] for p in parts) if needs[1] else None  # each block's partial column sums
