@@ -25,8 +25,11 @@ frameworks (who goes first rotates) so that both see the same machine noise. Rep
 median step time over all rounds; the ratios as the median over rounds of the ratio
 within a round (robust to a shared machine slowing down for a minute), with the lowest
 and highest round; peak RSS of the worker above its imported libraries; and for the model cases the "matmul floor" of each
-framework: the time of the same step's matrix products alone, in NumPy (the BLAS we call) and
-in PyTorch (its own). ours/floor and torch/floor divide each step by its own framework's floor;
+framework: the time of the same step's matrix products alone, in NumPy (the BLAS we call, with
+the CPU backend's process settings) and in PyTorch (its own). The floor calls each batched
+attention product whole, so OpenBLAS splits every small (T, T) product over its threads (E's
+six per layer: 6.5 ms in NumPy against 2.6 in PyTorch, measured 2026-12-06); the engine runs
+attention's batch items on its own threads with BLAS on one instead. ours/floor and torch/floor divide each step by its own framework's floor;
 "rest" is a step minus its floor: the time each framework spends outside its products.
 """
 from __future__ import annotations
@@ -157,6 +160,10 @@ def worker(framework, case, steps, threads):
             torch.set_num_threads(threads)
         step = _floor(case, "torch")
     else:
+        # the NumPy floor under the CPU backend's process settings, as our steps run: without
+        # them each fresh product output page-faults in (user GPT's floor: 116-121 against 111 ms)
+        from tinygrad_attn.backend import get_backend
+        get_backend("cpu")
         step = _floor(case)
     for _ in range(WARMUP_STEPS):
         step()
