@@ -83,3 +83,27 @@ def test_a_nan_stays_in_its_own_row():
 def test_float64_rows_far_apart():
     x = rows_at([0.0, -700.0]).astype(np.float64)
     np.testing.assert_allclose(F.softmax(tga.tensor(x), -1).data, reference_softmax(x), rtol=1e-12, atol=1e-300)
+
+
+def test_attention_rows_with_and_without_the_max_shift_match_the_float64_softmax_and_each_other():
+    # the CPU backend skips the row max in rows whose scores are proven within +-60; a query
+    # row scaled far up (scores in the hundreds) must take the shifted path, and no row's bits may
+    # depend on whether another row took it
+    rng = np.random.default_rng(5)
+    q = rng.standard_normal((1, 2, 6, 8)).astype(np.float32)
+    k = rng.standard_normal((1, 2, 7, 8)).astype(np.float32)
+    big = q.copy()
+    big[0, :, 2] *= 300.0
+
+    identity = np.broadcast_to(np.eye(7, dtype=np.float32), (1, 2, 7, 7)).copy()
+
+    def weights(queries):  # the attention op's output with v = I is its weights
+        return F.scaled_dot_product_attention(tga.tensor(queries), tga.tensor(k), tga.tensor(identity)).data
+
+    small_w, big_w = weights(q), weights(big)
+    assert np.isfinite(big_w).all()
+    for query, got, rtol in ((q, small_w, 2e-5), (big, big_w, 1e-4)):  # float32 scores near 300 round at ~2e-5
+        want = reference_softmax((query.astype(np.float64) @ k.swapaxes(-1, -2).astype(np.float64) / np.sqrt(8)).reshape(-1, 7))
+        np.testing.assert_allclose(got.reshape(-1, 7), want, rtol=rtol, atol=1e-30)
+    others = [0, 1, 3, 4, 5]
+    assert np.array_equal(small_w[:, :, others], big_w[:, :, others])

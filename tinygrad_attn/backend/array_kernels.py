@@ -19,6 +19,9 @@ from ..shapes import broadcast_shape
 
 GELU_K0 = math.sqrt(2.0 / math.pi)
 GELU_K1 = 0.044715
+# |scores| this small need no shift before exp: exp(+-60) is a normal float32 (10^-27 to 10^26),
+# and a row of 10^12 such terms still sums below float32's 3.4e38
+SHIFT_FREE_BOUND = 60.0
 
 
 def sorted_runs(xp, ids):
@@ -245,43 +248,74 @@ class ArrayKernels:
 
     # ---- attention core ---------------------------------------------------
     def attention(self, q, k, v, mask, scale, keep):
-        """S = scale q k^T + mask (-inf where not allowed); P = softmax(S); out = (P * keep) v.
+        """S = scale q k^T + mask (-inf where not allowed); P = softmax(S) = e r with
+        e = exp(S - shift) and r = 1 / rowsum(e); out = ((e * keep) v) r.
 
-        The (..., Tq, Tk) scores are one array updated in place, and only P is saved. q, k
-        and v may be strided views (heads of one projection): the products read them in
-        place, and the output is laid out in memory like q, so that merging the heads back
-        is a view rather than a copy."""
-        p = self._probabilities(q, k, mask, scale)
-        weights = p if keep is None else p * keep
-        return self._matmul_like(weights, v, q), p
+        The (..., Tq, Tk) scores are one array updated in place, and P is never formed:
+        the 1/rowsum goes onto the (..., Tq, dv) output instead, and the scale onto q, so
+        the (T, T) array sees the mask, the exp and the sum only (and the shift by the row
+        max, in rows where `_shift_free_rows` cannot rule out overflow). Saved: (e, r). q, k and v may be strided
+        views (heads of one projection): the products read them in place, and the output
+        is laid out in memory like q, so that merging the heads back is a view."""
+        return self._attention(q, k, v, mask, scale, keep, self._shift_free_rows(q, k, mask, scale))
 
-    def attention_backward(self, q, k, v, p, keep, g, scale, scores_grad=False):
-        """dV = (P keep)^T dO;  dP = (dO v^T) keep;  dS = P (dP - rowsum(dP P));
+    def _attention(self, q, k, v, mask, scale, keep, free_rows):
+        e, r = self._exponentials(q, k, mask, scale, free_rows)
+        out = self._matmul_like(e if keep is None else e * keep, v, q)
+        out *= r
+        return out, (e, r)
+
+    def attention_backward(self, q, k, v, saved, keep, g, scale, scores_grad=False):
+        """With P = e r (rows of e scaled by r) and gr = g r:
+        dV = (P keep)^T dO = (e keep)^T gr;  dP r = (gr v^T) keep;
+        dS = P (dP - rowsum(dP P)) = e (dP r - r rowsum(dP r e));
         dQ = scale dS k;  dK = scale dS^T q. Returns (dq, dk, dv, dS): dS is the gradient of
         the scores (and of a mask added to them), computed on the way in any case."""
-        weights = p if keep is None else p * keep
-        dv = self._matmul_like(weights.swapaxes(-1, -2), g, v)
-        del weights
-        ds = self.xp.matmul(g, v.swapaxes(-1, -2))  # dP, then dS in place
+        e, r = saved
+        gr = g * r  # r goes onto the (..., Tq, dv) gradient, not the (..., Tq, Tk) e
+        dv = self._matmul_like((e if keep is None else e * keep).swapaxes(-1, -2), gr, v)
+        ds = self.xp.matmul(gr, v.swapaxes(-1, -2))  # dP r, then dS in place
         if keep is not None:
             ds *= keep
-        ds -= self.row_dot(ds, p)
-        ds *= p
+        ds -= self.row_dot(ds, e) * r
+        ds *= e
         dq = self._matmul_like(ds, k, q)
         dq *= scale  # on the (..., Tq, d) product rather than the (..., Tq, Tk) dS, which stays unscaled
         dk = self._matmul_like(ds.swapaxes(-1, -2), q, k)
         dk *= scale
         return dq, dk, dv, ds
 
-    def _probabilities(self, q, k, mask, scale):
-        s = self.xp.matmul(q, k.swapaxes(-1, -2))
-        s *= scale
+    def _exponentials(self, q, k, mask, scale, free_rows):
+        """(e, r): e = exp(scale q k^T + mask - row max) and r = 1 / rowsum(e), so that e r is
+        softmax(scale q k^T + mask); a row with nothing allowed gets e = 0 and r = 1.
+        `free_rows` (..., Tq, 1), or None: query rows whose scores are proven small enough to
+        need no shift (softmax does not change under one); the same e r for them."""
+        xp = self.xp
+        s = xp.matmul(q * xp.asarray(scale, dtype=q.dtype), k.swapaxes(-1, -2))
         if mask is not None:
             if mask.ndim > s.ndim or any(m > n for m, n in zip(mask.shape[::-1], s.shape[::-1])):
                 s = s + mask  # the mask has batch axes the scores lack: they broadcast up
             else:
                 s += mask
-        return self._normalize(s, -1, masked=mask is not None)
+        masked = mask is not None
+        if free_rows is None or not free_rows.all():
+            m = self._max(s, -1)
+            zero = xp.asarray(0, dtype=m.dtype)
+            if masked:  # `where`, not m[mask] = 0: a boolean index is a GPU synchronisation
+                m = xp.where(m == -xp.inf, zero, m)  # a row of -inf: exp(-inf - 0) = 0 ...
+            s -= m if free_rows is None else xp.where(free_rows, zero, m)
+        xp.exp(s, out=s)
+        total = self._sum(s, -1)
+        if masked:
+            total += total == 0  # ... and r = 1 / 1 instead of 1 / 0
+        return s, (1 / total).astype(s.dtype, copy=False)
+
+    def _shift_free_rows(self, q, k, mask, scale):
+        """The query rows of attention whose exp(scores) needs no shift by the row max, as
+        a boolean (..., Tq, 1): each decided from its own inputs only (its q row, the keys,
+        its mask row), so no row's bits depend on another's. None: shift every row.
+        Proving a row small needs a host decision, a synchronisation on a GPU: here, never."""
+        return None
 
     def _matmul_like(self, a, b, like):
         """a @ b, written into an array laid out like `like` when the product has its shape."""

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..dtypes import is_half
 from ..shapes import broadcast_shape
-from .array_kernels import ArrayKernels, picked_rows, sorted_runs
+from .array_kernels import SHIFT_FREE_BOUND, ArrayKernels, picked_rows, sorted_runs
 from .contract import Backend
 from .cpu_threads import (BlockThreads, blas_threads_sleep_soon, default_threads, set_openblas_spin, spin_is_ours,
                           spin_setting)
@@ -154,6 +154,21 @@ class NumpyBackend(ArrayKernels, Backend):
     def column_dot(a, b):
         return np.einsum("ni,ni->i", a, b)
 
+    def _shift_free_rows(self, q, k, mask, scale):
+        # Cauchy-Schwarz: |scale q_i . k_j| <= scale |q_i| max_j |k_j|, plus the row's largest
+        # finite |mask| (-inf entries give exp = 0 either way). Rows proven within the bound
+        # skip the row max and its subtraction, two passes over the (T, T) scores: with the
+        # 1/rowsum moved onto the output, a layer's attention forward went 7.6 -> 6.6 ms on one
+        # core, 5.6 -> 4.7 ms on two (B32 h4 T128 d32, causal). The bound reads q, k and the mask.
+        if q.dtype not in (np.float32, np.float64) or q.size == 0 or k.size == 0:
+            return None
+        key_norm = np.sqrt(np.max(self.row_dot(k, k), axis=-2, keepdims=True))
+        bound = np.sqrt(self.row_dot(q, q)) * (abs(scale) * key_norm)  # k may have batch axes q lacks
+        if mask is not None:
+            magnitude = np.abs(mask)
+            bound = bound + np.max(magnitude, axis=-1, keepdims=True, where=magnitude != np.inf, initial=0.0)
+        return bound <= SHIFT_FREE_BOUND  # False for NaN: those rows keep the shifted path, NaN as before
+
     # ---- the row-independent kernels, in cache-sized blocks -------------------------
     # Each part runs array_kernels.py's kernel on a block of the leading axis and writes its
     # output into one array; what a part saves for backward stays per block, and the
@@ -225,8 +240,10 @@ class NumpyBackend(ArrayKernels, Backend):
             return super().attention(q, k, v, mask, scale, keep)
         out = np.empty_like(q) if q.shape[-1] == v.shape[-1] else np.empty(q.shape[:-1] + v.shape[-1:], q.dtype)
 
+        free_rows = self._shift_free_rows(q, k, mask, scale)  # for all blocks at once
+
         def part(sl):
-            out[sl], p = super(NumpyBackend, self).attention(q[sl], k[sl], v[sl], item(mask, sl), scale, item(keep, sl))
+            out[sl], p = self._attention(q[sl], k[sl], v[sl], item(mask, sl), scale, item(keep, sl), item(free_rows, sl))
             return p
         saved = self._parts(q, part, work_per_row=q[0].size // q.shape[-1] * k.shape[-2], calls_blas=True)
         return super().attention(q, k, v, mask, scale, keep) if saved is None else (out, saved)
